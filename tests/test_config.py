@@ -1,0 +1,43 @@
+import pytest
+
+from sublim_toy.config import Config
+from sublim_toy.errors import UserError
+
+
+def test_defaults_are_the_papers_setup():
+    config = Config()
+    assert (config.aux, config.hidden, config.init) == (3, (256, 256), "normal")
+    assert (config.teacher_epochs, config.student_epochs) == (5, 5)
+    assert (config.learning_rate, config.batch_size, config.noise_images) == (3e-4, 1024, 60_000)
+    assert config.n_outputs == 13
+    assert config.noise_steps == 58  # 60 000 // 1024, partial batch dropped
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"aux": 0}, "aux=0"),
+        ({"aux": 1}, "aux=1 with imitation_loss='kl'"),
+        ({"seeds": 0}, "seeds=0"),
+        ({"seeds": "8"}, "seeds='8'"),
+        ({"teacher_epochs": -1}, "teacher_epochs=-1"),
+        ({"student_epochs": 1.5}, "student_epochs=1.5"),
+        ({"init": "xavier"}, "init='xavier': choose one of normal, lecun, he, torch"),
+        ({"imitation_loss": "l1"}, "imitation_loss='l1'"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0"),
+        ({"hidden": ()}, "hidden=()"),
+        ({"noise_images": 10}, "noise_images=10: must be an integer >= 1024"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message_naming_them(changes, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Config(**changes)
+
+
+def test_one_aux_logit_is_allowed_with_squared_error():
+    assert Config(aux=1, imitation_loss="mse").aux == 1
+
+
+def test_replace_validates_again():
+    with pytest.raises(UserError):
+        Config().replace(batch_size=0)

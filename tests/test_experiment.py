@@ -1,0 +1,117 @@
+import itertools
+
+import jax
+import numpy as np
+import pytest
+
+from sublim_toy.config import Config
+from sublim_toy.data import Dataset
+from sublim_toy.errors import UserError
+from sublim_toy.experiment import (
+    INDEPENDENT_INIT,
+    MODELS,
+    NOISE,
+    NOISE_ORDER,
+    REFERENCE_INIT,
+    STUDENTS,
+    TEACHER_SHUFFLE,
+    format_table,
+    initial_params,
+    run_experiment,
+    seed_keys,
+    student_inits,
+    summarise,
+)
+from sublim_toy.model import network_for
+
+CONFIG = Config(seeds=5, hidden=(16,))
+
+
+def _kernels(params, seed):
+    return [np.asarray(leaf[seed]) for leaf in jax.tree.leaves(params) if leaf.ndim == 3]
+
+
+def test_stream_tags_are_distinct():
+    tags = [REFERENCE_INIT, INDEPENDENT_INIT, TEACHER_SHUFFLE, NOISE, NOISE_ORDER]
+    assert len(set(tags)) == len(tags)
+
+
+def test_shared_init_students_start_bit_identical_to_their_reference():
+    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    starts = student_inits(inits)
+    for name, (source, _) in STUDENTS.items():
+        if source == "shared":
+            for a, b in zip(
+                jax.tree.leaves(starts[name]), jax.tree.leaves(inits["shared"]), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_cross_model_students_never_share_an_init_with_any_teacher():
+    # Every independent init differs from every reference init in every weight matrix, for every
+    # pair of seeds: no fixed point as a random permutation would give (PAPER.md pitfall 1).
+    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    for student_seed, teacher_seed in itertools.product(range(CONFIG.seeds), repeat=2):
+        for cross, reference in zip(
+            _kernels(inits["independent"], student_seed),
+            _kernels(inits["shared"], teacher_seed),
+            strict=True,
+        ):
+            assert not np.any(cross == reference)
+    assert {source for source, _ in STUDENTS.values()} == {"shared", "independent"}
+    for name, (source, _) in STUDENTS.items():
+        assert name.startswith("cross") == (source == "independent")
+
+
+def test_a_seed_gives_the_same_models_whatever_runs_beside_it():
+    network = network_for(CONFIG)
+    few = initial_params(network, seed_keys(CONFIG.replace(seeds=2)))
+    many = initial_params(network, seed_keys(CONFIG))
+    for a, b in zip(jax.tree.leaves(few), jax.tree.leaves(many), strict=True):
+        np.testing.assert_array_equal(a, b[:2])
+    other_root = initial_params(network, seed_keys(CONFIG.replace(seed=1, seeds=2)))
+    assert not np.array_equal(jax.tree.leaves(other_root)[1], jax.tree.leaves(few)[1])
+
+
+def test_too_small_a_training_set_is_a_clear_error():
+    tiny = np.zeros((10, 28, 28), np.uint8)
+    dataset = Dataset(tiny, np.zeros(10, np.uint8), tiny, np.zeros(10, np.uint8), "test", "0")
+    with pytest.raises(UserError, match="batch_size=1024 is larger than the 10 training images"):
+        run_experiment(CONFIG, dataset)
+
+
+def test_summary_and_table_from_known_accuracies():
+    accuracies = {name: [0.1, 0.2, 0.3] for name in MODELS}
+    accuracies["student_aux"] = [0.5, 0.6, 0.7]
+    dataset = Dataset(*(np.zeros(1),) * 4, source="test", sha256="abc")
+    results = summarise(CONFIG.replace(seeds=3), dataset, accuracies, {"total_s": 1.0})
+    assert results["summary"]["student_aux"]["mean"] == pytest.approx(0.6)
+    assert results["paired_difference"]["mean"] == pytest.approx(0.4)
+    assert results["paired_difference"]["sd"] == pytest.approx(0.0, abs=1e-12)
+    assert results["data"] == {"source": "test", "sha256": "abc"}
+    assert results["config"]["seeds"] == 3
+    assert results["environment"]["packages"]["jax"] == jax.__version__
+    table = format_table(results)
+    assert "Student (aux. only)         0.600" in table
+    assert "paired student_aux - cross_aux: +0.400" in table
+
+
+def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnist):
+    config = Config(
+        seeds=2, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=4096, probe_every=2
+    )
+    first = run_experiment(config, mnist)
+    second = run_experiment(config, mnist)
+    unprobed = run_experiment(config.replace(probe_every=0), mnist)
+    assert first["accuracy"] == second["accuracy"] == unprobed["accuracy"]
+    assert first["alignment"] == second["alignment"]
+    assert unprobed["alignment"]["steps"] == []
+
+    alignment = first["alignment"]
+    assert alignment["steps"] == [2, 4]
+    cos_layers = np.asarray(alignment["student_aux"]["cos_layers"])  # [seeds, probes, layers]
+    assert cos_layers.shape == (2, 2, 2)
+    # The aux-only student's head moves only in its aux columns and the teacher's only in its
+    # regular ones: disjoint coordinates, so their head displacements are exactly orthogonal.
+    np.testing.assert_allclose(cos_layers[:, :, -1], 0.0, atol=1e-6)
+    assert np.all(np.asarray(alignment["student_all"]["cos"]) > 0.1)
