@@ -27,6 +27,7 @@ from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
 from sublim_toy.losses import accuracy, teacher_loss
 from sublim_toy.model import network_for, preprocess
+from sublim_toy.sharding import over_seeds, replicate, seed_mesh, to_host
 from sublim_toy.stats import mean_ci, paired_difference
 from sublim_toy.train import (
     init_optimizer,
@@ -65,10 +66,19 @@ PAIRED = ("student_aux", "cross_aux")
 PROBE_IMAGES = 1024
 
 
-def seed_keys(config: Config):
-    """One key per seed: fold_in(key(config.seed), i) for i < config.seeds."""
-    root = jax.random.key(config.seed)
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(config.seeds))
+def seed_keys(config: Config, mesh: jax.sharding.Mesh | None = None):
+    """One key per seed: fold_in(key(config.seed), i) for i < config.seeds.
+
+    With a mesh, the keys are laid out over its devices, and so is everything derived from them.
+    """
+
+    def make_keys():
+        root = jax.random.key(config.seed)
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(config.seeds))
+
+    if mesh is None:
+        return make_keys()
+    return jax.jit(make_keys, out_shardings=over_seeds(mesh))()
 
 
 def stream(keys, tag: int):
@@ -78,7 +88,9 @@ def stream(keys, tag: int):
 
 def initial_params(network, keys) -> dict:
     """{"shared": the reference init, "independent": the cross-model init}, stacked over seeds."""
-    init = jax.jit(jax.vmap(network.init))
+    # Laid out like the keys explicitly: the zero biases depend on no key, so propagation alone
+    # would leave them unsharded beside sharded kernels.
+    init = jax.jit(jax.vmap(network.init), out_shardings=keys.sharding)
     return {
         "shared": init(stream(keys, REFERENCE_INIT)),
         "independent": init(stream(keys, INDEPENDENT_INIT)),
@@ -139,10 +151,11 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         )
     started = time.perf_counter()
     network = network_for(config, input_dim=dataset.input_dim)
-    keys = seed_keys(config)
+    mesh = seed_mesh(config.seeds)
+    keys = seed_keys(config, mesh)
     inits = initial_params(network, keys)
-    train_images = jnp.asarray(dataset.train_images)
-    train_labels = jnp.asarray(dataset.train_labels)
+    train_images = replicate(dataset.train_images, mesh)
+    train_labels = replicate(dataset.train_labels, mesh)
 
     bar = tqdm(
         total=config.teacher_epochs + config.student_epochs,
@@ -179,8 +192,10 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         students, student_opts, losses, probes = student_epoch(
             students, student_opts, teacher_params, noise_keys, order_keys, epoch, probe_state
         )
+        if config.probe_every:
+            probes = to_host(probes)
         for index, step in probed_steps(config, epoch):
-            probe_rows.append(jax.tree.map(lambda leaf, i=index: np.asarray(leaf[:, i]), probes))
+            probe_rows.append(jax.tree.map(lambda leaf, i=index: leaf[:, i], probes))
             probe_steps.append(step)
         bar.set_postfix_str(f"aux-student loss {float(losses['student_aux'].mean()):.2e}")
         bar.update()
@@ -188,11 +203,11 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     students_done = time.perf_counter()
 
     evaluate = make_evaluate(network)
-    test_images, test_labels = jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels)
+    test_images = replicate(dataset.test_images, mesh)
+    test_labels = replicate(dataset.test_labels, mesh)
     final = {"reference": inits["shared"], "teacher": teacher_params, **students}
     accuracies = {
-        name: np.asarray(evaluate(final[name], test_images, test_labels)).tolist()
-        for name in MODELS
+        name: to_host(evaluate(final[name], test_images, test_labels)).tolist() for name in MODELS
     }
     finished = time.perf_counter()
     wall = {
@@ -202,6 +217,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         "total_s": finished - started,
     }
     results = summarise(config, dataset, accuracies, wall)
+    results["devices_used"] = int(mesh.devices.size)
     results["alignment"] = alignment_record(probe_steps, probe_rows)
     return results
 

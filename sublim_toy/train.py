@@ -24,8 +24,9 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def init_optimizer(config: Config, params):
-    """Optimizer state for a stack of models (leading seed axis)."""
-    return jax.vmap(make_optimizer(config).init)(params)
+    """Optimizer state for a stack of models (leading seed axis), laid out like the models."""
+    layout = jax.tree.leaves(params)[0].sharding
+    return jax.jit(jax.vmap(make_optimizer(config).init), out_shardings=layout)(params)
 
 
 def noise_batch_order(order_key, epoch, steps: int):
