@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--learning-rate", type=_number, help="Adam step size (3e-4)")
     reproduce.add_argument("--batch-size", type=_integer, help="default 1024")
     reproduce.add_argument(
+        "--probe-every", type=_integer, help="student steps between alignment probes (29; 0: none)"
+    )
+    reproduce.add_argument(
         "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
     )
     _data_arguments(reproduce)
@@ -114,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "imitation_loss": args.imitation_loss,
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
+        "probe_every": args.probe_every,
     }
     fields.update({name: value for name, value in explicit.items() if value is not None})
     return Config(**fields)

@@ -61,8 +61,9 @@ def figure10(results: dict) -> Figure:
         per_seed = np.asarray(results["accuracy"][name])
         jitter = rng.uniform(-0.18, 0.18, per_seed.size)
         ax.scatter(position + jitter, per_seed, s=9, color="black", alpha=0.45, zorder=2, lw=0)
-    for position, mean in zip(positions, means, strict=True):
-        ax.text(position, mean + 0.035, f"{mean:.2f}", ha="center", va="bottom", fontsize=9)
+    tops = np.maximum(means, [max(results["accuracy"][name]) for name in names])
+    for position, mean, top in zip(positions, means, tops, strict=True):
+        ax.text(position, top + 0.02, f"{mean:.2f}", ha="center", va="bottom", fontsize=9)
     ax.axhline(CHANCE, color="gray", ls="--", lw=1, zorder=0)
     ax.text(
         len(names) - 0.5, CHANCE + 0.01, "chance", ha="right", va="bottom", fontsize=8, color="gray"
@@ -276,6 +277,7 @@ def theorem_figure(report: dict) -> Figure:
         fontsize=11,
     )
     for ax in (left, right):
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     return fig
