@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sublim_toy.experiment import MODEL_LABELS, MODELS, STUDENTS  # noqa: E402
 from sublim_toy.files import atomic_write  # noqa: E402
 from sublim_toy.stats import mean_ci  # noqa: E402
 
@@ -24,19 +25,13 @@ BAR_COLORS = {
     "cross_aux": "#2471a3",
     "cross_all": "#85c1e9",
 }
-LABELS = {
-    "reference": "Reference",
-    "teacher": "Teacher",
-    "student_aux": "Student\n(aux. only)",
-    "student_all": "Student\n(all logits)",
-    "cross_aux": "Cross-model\n(aux. only)",
-    "cross_all": "Cross-model\n(all logits)",
-}
+# Two-line tick labels: "Student (aux. only)" -> "Student\n(aux. only)".
+TICK_LABELS = {name: label.replace(" (", "\n(") for name, label in MODEL_LABELS.items()}
 
 
 def figure10(results: dict) -> Figure:
     """The paper's Figure 10: test accuracy of the six models, mean with 95 % t-CI and seeds."""
-    names = list(LABELS)
+    names = list(MODELS)
     summary = results["summary"]
     n_seeds = summary["reference"]["n"]
     means = np.array([summary[name]["mean"] for name in names])
@@ -68,7 +63,7 @@ def figure10(results: dict) -> Figure:
     ax.text(
         len(names) - 0.5, CHANCE + 0.01, "chance", ha="right", va="bottom", fontsize=8, color="gray"
     )
-    ax.set_xticks(positions, [LABELS[name] for name in names], fontsize=9)
+    ax.set_xticks(positions, [TICK_LABELS[name] for name in names], fontsize=9)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("MNIST test accuracy")
     config = results["config"]
@@ -96,7 +91,6 @@ def paired_scatter(results: dict) -> Figure:
     return fig
 
 
-STUDENT_NAMES = ("student_aux", "student_all", "cross_aux", "cross_all")
 
 
 def _mean_band(ax, steps, per_seed_SxT, color, label):
@@ -124,8 +118,8 @@ def alignment_figure(results: dict) -> Figure:
     alignment = results["alignment"]
     steps = np.asarray(alignment["steps"])
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
-    for name in STUDENT_NAMES:
-        label = LABELS[name].replace("\n", " ")
+    for name in STUDENTS:
+        label = MODEL_LABELS[name]
         for ax, metric in zip(axes[[0, 2, 3]], ("cos", "teacher_loss", "accuracy"), strict=True):
             _mean_band(ax, steps, alignment[name][metric], BAR_COLORS[name], label)
     layer_styles = ("-", "--", ":", "-.")
@@ -137,7 +131,7 @@ def alignment_figure(results: dict) -> Figure:
                 steps,
                 cos_layers[:, :, layer],
                 BAR_COLORS[name],
-                f"{LABELS[name].splitlines()[0]} layer {layer + 1}",
+                f"{TICK_LABELS[name].splitlines()[0]} layer {layer + 1}",
             )
             axes[1].lines[-1].set_linestyle(layer_styles[layer % len(layer_styles)])
     axes[0].set_title("cos(student move, teacher move)", fontsize=10)
