@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    bench = commands.add_parser(
+        "bench", help="measure FLOP/s against this machine's matmuls; write BENCHMARKS.md"
+    )
+    _data_arguments(bench)
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="where BENCHMARKS.md and benchmarks.json go (default .)",
+    )
+
     plot = commands.add_parser("plot", help="redraw Figure 10 from a results JSON")
     plot.add_argument("results", type=Path, help="results.json of a reproduce run")
     plot.add_argument("--out", type=Path, help="output directory (default: beside the JSON)")

@@ -91,8 +91,6 @@ def paired_scatter(results: dict) -> Figure:
     return fig
 
 
-
-
 def _mean_band(ax, steps, per_seed_SxT, color, label):
     """Mean over seeds with a 95 % t-interval band (none for one seed)."""
     per_seed_SxT = np.asarray(per_seed_SxT, dtype=np.float64)
