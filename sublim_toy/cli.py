@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("results/theorem"),
         help="output directory (default results/theorem)",
     )
+    theorem.add_argument(
+        "--alignment-from",
+        type=Path,
+        help="results.json of a reproduce run: also draw its alignment-over-training figure",
+    )
     return parser
 
 
@@ -156,10 +161,7 @@ def reproduce(args: argparse.Namespace) -> None:
 def plot(args: argparse.Namespace) -> None:
     from sublim_toy.plots import alignment_figure, figure10, save_figures
 
-    try:
-        results = json.loads(args.results.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read results file {str(args.results)!r}: {err}") from None
+    results = _read_results(args.results)
     out = args.out or args.results.parent
     paths = save_figures(figure10(results), out / "figure10")
     if results.get("alignment", {}).get("steps"):
@@ -172,8 +174,11 @@ def theorem(args: argparse.Namespace) -> int:
     """Exit status 1 when a condition of the check fails."""
     from sublim_toy.data import load_mnist
     from sublim_toy.files import write_json
-    from sublim_toy.plots import save_figures, theorem_figure
+    from sublim_toy.plots import alignment_figure, save_figures, theorem_figure
     from sublim_toy.theorem import format_report, mnist_check
+
+    if args.alignment_from is not None:
+        _read_results(args.alignment_from)  # a bad path fails before the check runs
 
     dataset = load_mnist(args.data_source, args.cache_dir)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
@@ -181,11 +186,31 @@ def theorem(args: argparse.Namespace) -> int:
     print(format_report(report))
     json_path = write_json(args.out / "theorem.json", report)
     figures = save_figures(theorem_figure(report), args.out / "theorem_loglog")
+    if args.alignment_from is not None:
+        figures += save_figures(alignment_figure(_read_results(args.alignment_from)),
+                                args.out / "alignment")  # fmt: skip
     print(f"wrote {json_path}, {', '.join(str(path) for path in figures)}")
     return 0 if report["passed"] else 1
 
 
-COMMANDS = {"reproduce": reproduce, "plot": plot, "theorem": theorem}
+def _read_results(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read results file {str(path)!r}: {err}") from None
+
+
+def bench(args: argparse.Namespace) -> None:
+    from sublim_toy.bench import run_bench, write_report
+    from sublim_toy.data import load_mnist
+
+    dataset = load_mnist(args.data_source, args.cache_dir)
+    report = run_bench(dataset, args.data_source, args.cache_dir, progress=print)
+    for path in write_report(report, args.out):
+        print(f"wrote {path}")
+
+
+COMMANDS = {"reproduce": reproduce, "plot": plot, "theorem": theorem, "bench": bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import hypothesis.strategies as st
 import jax
@@ -354,9 +355,14 @@ def test_float32_parameters_are_refused():
 def test_theorem_command_on_tiny_idx_data(tiny_idx_dir, tmp_path, capsys):
     x64_before = jax.config.jax_enable_x64
     out = tmp_path / "theorem"
-    code = main(["theorem", "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out)])
+    reproduce_results = Path(__file__).parents[1] / "docs" / "reproduce" / "results.json"
+    code = main([
+        "theorem", "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out),
+        "--alignment-from", str(reproduce_results),
+    ])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
+    assert (out / "alignment.png").stat().st_size > 0  # redrawn from the reproduce run's JSON
     report = json.loads((out / "theorem.json").read_text())
     assert report["passed"] and report["A"] > 0
     assert report["setting"]["sizes"] == [784, 256, 256, N_CLASSES + 3]
@@ -405,3 +411,9 @@ def test_theorem_command_exit_status(tiny_idx_dir, tmp_path, monkeypatch, capsys
     # a user mistake is one line and exit status 2, before any computation
     assert main(["theorem", "--data-source", f"idx:{tiny_idx_dir}", "--seed", "-1"]) == 2
     assert "seed=-1" in capsys.readouterr().err
+    missing = tmp_path / "no-results.json"
+    assert (
+        main(["theorem", "--data-source", f"idx:{tiny_idx_dir}", "--alignment-from", str(missing)])
+        == 2
+    )
+    assert "cannot read results file" in capsys.readouterr().err
