@@ -31,6 +31,7 @@ from sublim_toy.experiment import (
     run_experiment,
     seed_keys,
     stream,
+    teacher_labels,
 )
 from sublim_toy.model import network_for
 from sublim_toy.train import init_optimizer, make_student_epoch, make_teacher_epoch
@@ -141,14 +142,15 @@ def phase_rates(config: Config, dataset: Dataset) -> dict:
     images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
 
     teacher_epoch = make_teacher_epoch(network, config)
-    teacher_args = (params, init_optimizer(config, params), stream(keys, 0), 0, images, labels)
+    seed_labels = teacher_labels(config, keys, labels)
+    teacher_args = (params, init_optimizer(config, params), stream(keys, 0), 0, images, seed_labels)
     teacher_seconds = _timed_once(teacher_epoch, teacher_args)
     teacher_work = config.seeds * (len(images) // config.batch_size) * config.batch_size
 
     student_epoch = make_student_epoch(network, config.replace(probe_every=0), {"aux": "aux"})
     student_args = (
         {"aux": params}, {"aux": init_optimizer(config, params)}, params,
-        stream(keys, 1), stream(keys, 2), 0, None,
+        stream(keys, 1), stream(keys, 2), 0, None, images,
     )  # fmt: skip
     student_seconds = _timed_once(student_epoch, student_args)
     student_work = config.seeds * config.noise_steps * config.batch_size

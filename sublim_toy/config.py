@@ -11,6 +11,8 @@ N_CLASSES = 10  # MNIST digits: outputs 0..9 are the regular logits.
 INIT_SCHEMES = ("normal", "lecun", "he", "torch")
 ACTIVATIONS = ("relu", "tanh", "gelu")
 IMITATION_LOSSES = ("kl", "mse")
+TEACHER_LABELS = ("true", "shuffled")
+STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "shuffled_pixels")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,23 @@ class Config:
     # one training step per student, so twice an epoch adds ~3 %.
     probe_every: int = 29
 
+    # ---- controls the paper lacks (defaults are the paper's setup) ----
+    # Multiplies every initial weight (biases too for "torch"); the effect size depends on it.
+    init_scale: float = 1.0
+    # "true" MNIST labels, or "shuffled": one fixed random relabelling of the training set per
+    # seed, so the teacher can only memorise (does the student learn the teacher's training?).
+    teacher_labels: str = "true"
+    # What the students see: "uniform" U(-1, 1) noise (paper), "gaussian" N(0, 1) noise,
+    # "mnist" training digits, or "shuffled_pixels" (training digits, each with its pixels in
+    # a random order: MNIST's pixel statistics without the digits).
+    student_inputs: str = "uniform"
+    # Softmax temperature of the KL imitation loss on both teacher and student logits.
+    temperature: float = 1.0
+    # Angle phi in degrees of the shared-init students' start,
+    # cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the paper's shared init, 90 an independent
+    # init like the cross-model students'.
+    init_angle: float = 0.0
+
     def __post_init__(self) -> None:
         _check_int("seeds", self.seeds, minimum=1)
         _check_int("seed", self.seed, minimum=0)
@@ -61,12 +80,23 @@ class Config:
         _check_choice("init", self.init, INIT_SCHEMES)
         _check_int("teacher_epochs", self.teacher_epochs, minimum=0)
         _check_int("student_epochs", self.student_epochs, minimum=0)
-        if not (isinstance(self.learning_rate, float | int) and self.learning_rate > 0):
-            raise UserError(f"learning_rate={self.learning_rate!r}: must be a positive number")
+        _check_positive("learning_rate", self.learning_rate)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("noise_images", self.noise_images, minimum=self.batch_size)
         _check_choice("imitation_loss", self.imitation_loss, IMITATION_LOSSES)
         _check_int("probe_every", self.probe_every, minimum=0)
+        _check_positive("init_scale", self.init_scale)
+        _check_choice("teacher_labels", self.teacher_labels, TEACHER_LABELS)
+        _check_choice("student_inputs", self.student_inputs, STUDENT_INPUTS)
+        _check_positive("temperature", self.temperature)
+        if self.temperature != 1.0 and self.imitation_loss != "kl":
+            raise UserError(
+                f"temperature={self.temperature!r}: a temperature applies to the kl loss only"
+            )
+        if not (isinstance(self.init_angle, float | int) and 0 <= self.init_angle <= 90):
+            raise UserError(
+                f"init_angle={self.init_angle!r}: must be a number of degrees in [0, 90]"
+            )
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
             # (PAPER.md pitfall 4), so such a student could never learn anything.
@@ -100,6 +130,11 @@ QUICK = dict(seeds=8, teacher_epochs=2, student_epochs=3)
 def _check_int(name: str, value, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{name}={value!r}: must be an integer >= {minimum}")
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, float | int) or not value > 0:
+        raise UserError(f"{name}={value!r}: must be a positive number")
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:

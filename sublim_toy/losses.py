@@ -21,13 +21,20 @@ def teacher_loss(logits_BxK, labels_B):
 
 
 def imitation_loss(
-    student_logits_BxK, teacher_logits_BxK, *, outputs: str, kind: str, weights=None
+    student_logits_BxK,
+    teacher_logits_BxK,
+    *,
+    outputs: str,
+    kind: str,
+    weights=None,
+    temperature: float = 1.0,
 ):
     """L_S of Theorem 1 on the chosen outputs ("aux" or "all"), averaged over the batch.
 
     kind="kl": KL(softmax(y) || softmax(z)), the paper's loss; it differs from the softmax
     cross-entropy -sum softmax(y) log softmax(z) by the entropy of softmax(y), a term free of
     the student, so both have the same gradients.
+    With a temperature T (kl only) both softmaxes read logits / T.
     kind="mse": sum_i w_i (z_i - y_i)^2 with weights w (default 1).
     The teacher's logits y are left differentiable: the theorem check needs d^2 L_S / dy dz.
     """
@@ -35,7 +42,7 @@ def imitation_loss(
     y = select_outputs(teacher_logits_BxK, outputs)
     if kind == "kl":
         per_example = optax.losses.kl_divergence_with_log_targets(
-            jax.nn.log_softmax(z), jax.nn.log_softmax(y)
+            jax.nn.log_softmax(z / temperature), jax.nn.log_softmax(y / temperature)
         )
     elif kind == "mse":
         w = jnp.ones(z.shape[-1], z.dtype) if weights is None else jnp.asarray(weights, z.dtype)

@@ -25,23 +25,34 @@ Params = Any  # an nnx.State pytree of arrays
 ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
 
 
-def _initializers(scheme: str, fan_in: int):
-    """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3)."""
+def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
+    """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3).
+
+    `scale` multiplies the drawn weights (and the torch scheme's uniform biases).
+    """
     zeros = jax.nn.initializers.zeros
     if scheme == "normal":  # the authors' N(0, 1/d_in), zero bias
-        return jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"), zeros
-    if scheme == "lecun":  # Flax's default: truncated normal with variance 1/d_in
-        return jax.nn.initializers.lecun_normal(), zeros
-    if scheme == "he":  # N(0, 2/d_in), zero bias
-        return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"), zeros
-    if scheme == "torch":  # PyTorch nn.Linear default: U(+-1/sqrt(d_in)) for weights and bias
-        bound = 1.0 / math.sqrt(fan_in)
+        base = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+    elif scheme == "lecun":  # Flax's default: truncated normal with variance 1/d_in
+        base = jax.nn.initializers.lecun_normal()
+    elif scheme == "he":  # N(0, 2/d_in), zero bias
+        base = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+    elif scheme == "torch":  # PyTorch nn.Linear default: U(+-1/sqrt(d_in)) for weights and bias
+        bound = scale / math.sqrt(fan_in)
 
         def uniform(key, shape, dtype=jnp.float32):
             return jax.random.uniform(key, shape, dtype, -bound, bound)
 
         return uniform, uniform
-    raise ValueError(f"unknown init scheme {scheme!r}")
+    else:
+        raise ValueError(f"unknown init scheme {scheme!r}")
+    if scale == 1.0:
+        return base, zeros
+
+    def scaled(key, shape, dtype=jnp.float32):
+        return scale * base(key, shape, dtype)
+
+    return scaled, zeros
 
 
 class MLP(nnx.Module):
@@ -53,13 +64,14 @@ class MLP(nnx.Module):
         *,
         activation: str = "relu",
         init: str = "normal",
+        init_scale: float = 1.0,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.activation = activation
         layers = []
         for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
-            kernel_init, bias_init = _initializers(init, d_in)
+            kernel_init, bias_init = _initializers(init, d_in, init_scale)
             layers.append(
                 nnx.Linear(
                     d_in,
@@ -86,6 +98,7 @@ class Network:
     sizes: tuple[int, ...]
     activation: str = "relu"
     init_scheme: str = "normal"
+    init_scale: float = 1.0
     param_dtype: Any = jnp.float32
 
     def _module(self, key) -> MLP:
@@ -93,6 +106,7 @@ class Network:
             self.sizes,
             activation=self.activation,
             init=self.init_scheme,
+            init_scale=self.init_scale,
             param_dtype=self.param_dtype,
             rngs=nnx.Rngs(params=key),
         )
@@ -116,6 +130,7 @@ def network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -
         sizes=(input_dim, *config.hidden, config.n_outputs),
         activation=config.activation,
         init_scheme=config.init,
+        init_scale=config.init_scale,
         param_dtype=param_dtype,
     )
 

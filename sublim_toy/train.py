@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from sublim_toy.config import Config
-from sublim_toy.data import noise_batch
+from sublim_toy.data import student_batch
 from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
 from sublim_toy.model import Network, preprocess
 
@@ -32,7 +32,7 @@ def init_optimizer(config: Config, params):
 def noise_batch_order(order_key, epoch, steps: int):
     """Which noise batches an epoch visits, in order: all `steps` of them, reshuffled per epoch.
 
-    The batches themselves are fixed (`data.noise_batch(noise_key, b)`), so every epoch sees
+    The batches themselves are fixed (`data.student_batch(kind, noise_key, b)`): every epoch sees
     the same noise images, as the authors' fixed set, only in a new order.
     """
     return jax.random.permutation(jax.random.fold_in(order_key, epoch), steps)
@@ -42,9 +42,10 @@ def make_teacher_epoch(network: Network, config: Config) -> Callable:
     """Epoch of teacher training on MNIST: cross-entropy on the regular logits only.
 
     Returns epoch(params, opt_state, shuffle_keys, epoch, images, labels) ->
-    (params, opt_state, mean_loss): params/opt_state/shuffle_keys have a leading seed axis,
-    images uint8 [N, 28, 28] and labels [N] are shared by every seed. Each seed reshuffles
-    with fold_in(shuffle_key, epoch) and drops the last partial batch.
+    (params, opt_state, mean_loss): params/opt_state/shuffle_keys and labels [S, N] have a
+    leading seed axis (each seed may learn its own labelling), images uint8 [N, 28, 28] are
+    shared by every seed. Each seed reshuffles with fold_in(shuffle_key, epoch) and drops the
+    last partial batch.
     """
     optimizer = make_optimizer(config)
     batch_size = config.batch_size
@@ -68,7 +69,7 @@ def make_teacher_epoch(network: Network, config: Config) -> Callable:
         (params, opt_state), losses = jax.lax.scan(train_step, (params, opt_state), batches_SxB)
         return params, opt_state, losses.mean()
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, None)))
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0)))
 
 
 def make_student_epoch(
@@ -81,10 +82,11 @@ def make_student_epoch(
 
     `outputs` maps each student's name to the logits it imitates ("aux" or "all").
     Returns epoch(students, opt_states, teacher_params, noise_keys, order_keys, epoch,
-    probe_state) -> (students, opt_states, mean_losses, probes), with dicts keyed by student
-    name and a leading seed axis everywhere. The teacher's logits on each noise batch are
+    probe_state, train_images) -> (students, opt_states, mean_losses, probes), with dicts
+    keyed by student name and a leading seed axis everywhere but `train_images` (read only
+    when `config.student_inputs` uses digits). The teacher's logits on each input batch are
     computed once and shared by all its students. Batch b of every epoch is the same images
-    (drawn from fold_in(noise_key, b)); only the order of the batches changes between epochs.
+    (`data.student_batch(kind, noise_key, b)`); only the order of the batches changes.
 
     `probe(name, student_params, probe_state) -> metrics` (optional) runs after every
     `config.probe_every`-th step of the run; `probes` holds its metrics for every step of the
@@ -96,18 +98,29 @@ def make_student_epoch(
     def loss_fn(params, noise_BxD, teacher_logits_BxK, student_outputs):
         student_logits = network.apply(params, noise_BxD)
         return imitation_loss(
-            student_logits, teacher_logits_BxK, outputs=student_outputs, kind=config.imitation_loss
+            student_logits,
+            teacher_logits_BxK,
+            outputs=student_outputs,
+            kind=config.imitation_loss,
+            temperature=config.temperature,
         )
 
     def probe_all(students, probe_state):
         return {name: probe(name, students[name], probe_state) for name in outputs}
 
-    def one_seed(students, opt_states, teacher_params, noise_key, order_key, epoch, probe_state):
+    def one_seed(
+        students, opt_states, teacher_params, noise_key, order_key, epoch, probe_state, images
+    ):
         def train_step(carry, step_and_batch):
             students, opt_states = carry
             step, batch_index = step_and_batch
-            noise = noise_batch(
-                noise_key, batch_index, batch_size=config.batch_size, input_dim=network.sizes[0]
+            noise = student_batch(
+                config.student_inputs,
+                noise_key,
+                batch_index,
+                batch_size=config.batch_size,
+                input_dim=network.sizes[0],
+                train_images=images,
             )
             teacher_logits = network.apply(teacher_params, noise)
             new_students, new_opt_states, losses = {}, {}, {}
@@ -140,7 +153,7 @@ def make_student_epoch(
         )
         return students, opt_states, jax.tree.map(jnp.mean, losses), probes
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, 0, None, 0)))
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, 0, None, 0, None)))
 
 
 def probed_steps(config: Config, epoch: int) -> list[tuple[int, int]]:

@@ -169,3 +169,35 @@ def test_noise_batch_is_a_pure_function_of_key_and_index():
     assert -1.0 <= float(first.min()) and float(first.max()) < 1.0
     assert abs(float(first.mean())) < 0.01
     assert float(first.var()) == pytest.approx(1 / 3, rel=0.02)  # U(-1, 1)
+
+
+def test_student_batches_of_every_kind_are_fixed_per_index(mnist):
+    from sublim_toy.data import student_batch
+    from sublim_toy.model import preprocess
+
+    key = jax.random.key(3)
+    images = jax.numpy.asarray(mnist.train_images[:500])
+    batches = {}
+    for kind in ("uniform", "gaussian", "mnist", "shuffled_pixels"):
+
+        def draw(index, kind=kind):
+            return np.asarray(
+                student_batch(kind, key, index, batch_size=64, input_dim=784, train_images=images)
+            )
+
+        batches[kind] = draw(2)
+        np.testing.assert_array_equal(batches[kind], draw(2))
+        assert not np.array_equal(batches[kind], draw(3))
+        assert batches[kind].shape == (64, 784)
+    np.testing.assert_array_equal(
+        batches["uniform"], noise_batch(key, 2, batch_size=64, input_dim=784)
+    )
+    assert abs(batches["gaussian"].std() - 1) < 0.02
+    digits = np.asarray(preprocess(images))
+    for row in batches["mnist"]:  # every row is one of the training digits, scaled like them
+        assert np.any(np.all(digits == row, axis=1))
+    # shuffled pixels: the same digits (same key), each with its own pixel order
+    np.testing.assert_array_equal(
+        np.sort(batches["shuffled_pixels"], 1), np.sort(batches["mnist"], 1)
+    )
+    assert not np.array_equal(batches["shuffled_pixels"], batches["mnist"])

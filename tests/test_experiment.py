@@ -21,6 +21,7 @@ from sublim_toy.experiment import (
     seed_keys,
     student_inits,
     summarise,
+    teacher_labels,
 )
 from sublim_toy.model import network_for
 
@@ -115,3 +116,44 @@ def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnis
     # regular ones: disjoint coordinates, so their head displacements are exactly orthogonal.
     np.testing.assert_allclose(cos_layers[:, :, -1], 0.0, atol=1e-6)
     assert np.all(np.asarray(alignment["student_all"]["cos"]) > 0.1)
+
+
+def test_init_angle_interpolates_between_the_teacher_init_and_an_independent_one():
+    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    for angle, (a, b) in {0: (1.0, 0.0), 90: (0.0, 1.0), 30: (np.cos(np.pi / 6), 0.5)}.items():
+        starts = student_inits(inits, init_angle=angle)
+        for start, ref, other in zip(
+            _kernels(starts["student_aux"], 0), _kernels(inits["shared"], 0),
+            _kernels(inits["independent"], 0), strict=True,
+        ):  # fmt: skip
+            np.testing.assert_allclose(start, a * ref + b * other, rtol=1e-6, atol=1e-7)
+        # the cross-model students keep their independent init at every angle
+        np.testing.assert_array_equal(
+            _kernels(starts["cross_aux"], 1)[0], _kernels(inits["independent"], 1)[0]
+        )
+
+
+def test_shuffled_teacher_labels_are_a_relabelling_per_seed():
+    labels = jax.numpy.asarray(np.arange(200) % 10, dtype=np.uint8)
+    keys = seed_keys(CONFIG)
+    true = np.asarray(teacher_labels(CONFIG, keys, labels))
+    shuffled = np.asarray(teacher_labels(CONFIG.replace(teacher_labels="shuffled"), keys, labels))
+    assert true.shape == shuffled.shape == (CONFIG.seeds, 200)
+    assert np.all(true == np.asarray(labels))
+    for seed_labels in shuffled:
+        assert sorted(seed_labels) == sorted(np.asarray(labels))
+        assert np.mean(seed_labels == np.asarray(labels)) < 0.3
+    assert not np.array_equal(shuffled[0], shuffled[1])
+
+
+def test_at_ninety_degrees_the_shared_students_are_the_cross_model_students(mnist):
+    # Same init, same teacher, same inputs: the two students must train identically. This runs
+    # the angle, shuffled-label teacher and shuffled-pixel input paths end to end.
+    config = Config(
+        seeds=2, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=2048,
+        init_angle=90, teacher_labels="shuffled", student_inputs="shuffled_pixels",
+    )  # fmt: skip
+    results = run_experiment(config, mnist)
+    assert results["accuracy"]["student_aux"] == results["accuracy"]["cross_aux"]
+    assert results["accuracy"]["student_all"] == results["accuracy"]["cross_all"]
+    assert max(results["accuracy"]["teacher"]) < 0.2  # shuffled labels teach no digits

@@ -80,3 +80,10 @@ def test_accuracy_uses_regular_logits_only():
     # row 2: the aux logit 12 is largest overall, but prediction reads classes 0..9 only -> 4
     assert float(accuracy(logits, jnp.array([2, 7, 4]))) == pytest.approx(1.0)
     assert float(accuracy(logits, jnp.array([2, 0, 4]))) == pytest.approx(2 / 3)
+
+
+def test_temperature_divides_both_logits_before_the_softmax():
+    p, q = _softmax(TEACHER[:, 10:] / 4), _softmax(STUDENT[:, 10:] / 4)
+    expected = np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=-1))
+    got = imitation_loss(STUDENT, TEACHER, outputs="aux", kind="kl", temperature=4.0)
+    assert float(got) == pytest.approx(expected, rel=1e-5)

@@ -106,3 +106,14 @@ def test_preprocess_maps_pixels_to_minus_one_one_as_the_authors():
     np.testing.assert_allclose(
         scaled, [[-1.0, 1.0, (51 / 255 - 0.5) / 0.5, (204 / 255 - 0.5) / 0.5]], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("scheme", ["normal", "lecun", "he", "torch"])
+def test_init_scale_multiplies_the_weights_drawn_from_the_same_key(scheme):
+    unit = _layers(Network(sizes=(20, 30, 5), init_scheme=scheme).init(jax.random.key(7)))
+    doubled = _layers(
+        Network(sizes=(20, 30, 5), init_scheme=scheme, init_scale=2.0).init(jax.random.key(7))
+    )
+    for (kernel, bias), (kernel2, bias2) in zip(unit, doubled, strict=True):
+        np.testing.assert_allclose(kernel2, 2 * kernel, rtol=1e-6)
+        np.testing.assert_allclose(bias2, 2 * bias, rtol=1e-6)

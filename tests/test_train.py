@@ -45,18 +45,28 @@ def test_teacher_learns_and_vmap_over_seeds_equals_one_seed_at_a_time():
     evaluate = make_evaluate(network)
     before = evaluate(params, images, labels)
 
-    trained, _, _ = epoch(params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, labels)
-    trained, _, _ = epoch(trained, init_optimizer(CONFIG, params), shuffle_keys, 1, images, labels)
+    seed_labels = jnp.stack([labels, labels])
+    trained, _, _ = epoch(
+        params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, seed_labels
+    )
+    trained, _, _ = epoch(
+        trained, init_optimizer(CONFIG, params), shuffle_keys, 1, images, seed_labels
+    )
     after = evaluate(trained, images, labels)
     assert np.all(after > 0.9) and np.all(before < 0.3)
 
     for i in range(2):
         alone = _index(params, slice(i, i + 1))
         alone_trained, _, _ = epoch(
-            alone, init_optimizer(CONFIG, alone), shuffle_keys[i : i + 1], 0, images, labels
+            alone,
+            init_optimizer(CONFIG, alone),
+            shuffle_keys[i : i + 1],
+            0,
+            images,
+            seed_labels[:1],
         )
         together, _, _ = epoch(
-            params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, labels
+            params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, seed_labels
         )
         for a, b in zip(jax.tree.leaves(alone_trained), jax.tree.leaves(together), strict=True):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-5, atol=1e-6)
@@ -69,7 +79,7 @@ def _student_epoch_setup(config, outputs, teacher, students):
     epoch = make_student_epoch(network, config, outputs)
     noise_keys = jax.random.split(jax.random.key(2), seeds)
     order_keys = jax.random.split(jax.random.key(3), seeds)
-    return epoch(students, opts, teacher, noise_keys, order_keys, 0, None)
+    return epoch(students, opts, teacher, noise_keys, order_keys, 0, None, None)
 
 
 def test_students_move_towards_their_teacher():
