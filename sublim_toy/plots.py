@@ -147,6 +147,60 @@ def alignment_figure(results: dict) -> Figure:
     return fig
 
 
+def _value_label(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def study_figure(name: str, study, results: list[dict]) -> Figure:
+    """Aux-only accuracy (shared init: filled, cross-model: open) at each point of a study.
+
+    The first swept field is the x axis; a second one, if any, gives one series per value.
+    """
+    (x_field, x_values), *rest = study.assignments
+    series_field, series_values = rest[0] if rest else (None, (None,))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    width = 0.8 / len(series_values)
+    colors = plt.get_cmap("tab10")
+    for s_index, series_value in enumerate(series_values):
+        for student, filled in (("student_aux", True), ("cross_aux", False)):
+            xs, means, errors = [], [], [[], []]
+            for x_index, x_value in enumerate(x_values):
+                matches = [
+                    r for r in results
+                    if _value_label(r["config"][x_field]) == _value_label(x_value)
+                    and (series_field is None
+                         or _value_label(r["config"][series_field]) == _value_label(series_value))
+                ]  # fmt: skip
+                if not matches:
+                    continue
+                row = matches[0]["summary"][student]
+                xs.append(x_index + (s_index - (len(series_values) - 1) / 2) * width)
+                means.append(row["mean"])
+                low = row["ci_low"] if row["ci_low"] is not None else row["mean"]
+                high = row["ci_high"] if row["ci_high"] is not None else row["mean"]
+                errors[0].append(row["mean"] - low)
+                errors[1].append(high - row["mean"])
+            label = None
+            if filled:
+                label = "shared init" if series_field is None else f"{series_field}={series_value}"
+            ax.errorbar(
+                xs, means, yerr=errors, fmt="o" if filled else "s", ls="-" if filled else ":",
+                color=colors(s_index), mfc=colors(s_index) if filled else "white",
+                capsize=3, label=label,
+            )  # fmt: skip
+    ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
+    ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    ax.set_xticks(range(len(x_values)), [_value_label(v) for v in x_values])
+    ax.set_xlabel(x_field)
+    ax.set_ylabel("aux-only student, MNIST test accuracy")
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    ax.set_title(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write a figure atomically; the format follows the suffix (.png, .pdf)."""
     path = Path(path)
