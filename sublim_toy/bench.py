@@ -177,16 +177,32 @@ def _timed_once(jitted, args) -> float:
     return time.perf_counter() - started
 
 
+# Peak memory is the child's own VmHWM: ru_maxrss would report the parent's peak instead,
+# since Linux carries the forking process's high-water mark across exec.
 CHILD = """
-import json, resource, sys
+import json, sys
+from sublim_toy.bench import peak_rss_mb
 from sublim_toy.config import Config
 from sublim_toy.data import load_mnist
 from sublim_toy.experiment import run_experiment
 config = Config(**json.loads(sys.argv[1]))
 results = run_experiment(config, load_mnist(sys.argv[2], sys.argv[3] or None))
-print(json.dumps({"wall_time": results["wall_time"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"wall_time": results["wall_time"], "peak_rss_mb": peak_rss_mb()}))
 """
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM on Linux, ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def run_in_child(config: Config, data_source: str, cache_dir: str | None) -> dict:
