@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from sublim_toy.config import Config
-from sublim_toy.data import Dataset
+from sublim_toy.data import Dataset, student_batch
 from sublim_toy.experiment import (
     PROBE_IMAGES,
     STUDENTS,
@@ -154,11 +154,28 @@ def phase_rates(config: Config, dataset: Dataset) -> dict:
     )  # fmt: skip
     student_seconds = _timed_once(student_epoch, student_args)
     student_work = config.seeds * config.noise_steps * config.batch_size
+
+    def draw_epoch_of_inputs(noise_keys):
+        # The inputs of one student epoch, reduced to a scalar so only drawing them is timed.
+        def one_seed(noise_key):
+            def draw(total, batch_index):
+                batch = student_batch(
+                    config.student_inputs, noise_key, batch_index, batch_size=config.batch_size,
+                    input_dim=dataset.input_dim, train_images=images,
+                )  # fmt: skip
+                return total + batch[0, 0], None
+
+            return jax.lax.scan(draw, 0.0, jnp.arange(config.noise_steps))[0]
+
+        return jax.vmap(one_seed)(noise_keys)
+
+    noise_seconds = _timed_once(jax.jit(draw_epoch_of_inputs), (stream(keys, 1),))
     return {
         "teacher_epoch": {
             "seconds": teacher_seconds,
             "gflops": teacher_work * step_flops(sizes) / teacher_seconds / 1e9,
         },
+        "drawing_one_epoch_of_noise": {"seconds": noise_seconds},
         "one_student_epoch": {
             "seconds": student_seconds,
             # the student's own steps plus the teacher forwards it needs
@@ -346,11 +363,19 @@ def benchmarks_markdown(report: dict) -> str:
             f"{row['gflops'] / step_ceiling:.0%} | {row['gflops'] / square:.0%} |"
         )
     experiment = phases["six_model_experiment"]
+    noise = phases["drawing_one_epoch_of_noise"]["seconds"]
+    student_epoch = phases["one_student_epoch"]["seconds"]
     lines += [
         "",
         f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
         f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
         f"{experiment['compile_seconds']:.1f} s.",
+        "",
+        f"Where the rest goes: drawing one epoch of noise for {config['seeds']} seeds (threefry, "
+        f"the same images every epoch) takes {noise:.2f} s alone, "
+        f"{noise / student_epoch:.0%} of the one-student epoch and shared by all four students "
+        "of a teacher; the remainder is the elementwise work around the GEMMs (ReLU masks, "
+        "softmax, Adam updates) and the probes.",
         "",
         "## Cost per seed and memory (each run in a fresh process)",
         "",

@@ -54,9 +54,10 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     assert list(report["peak_rss_mb"]) == ["batch 16, 32 noise images"]
     for phase in ("six_model_experiment", "teacher_epoch", "one_student_epoch"):
         assert report["phases"][phase]["gflops"] > 0
+    assert report["phases"]["drawing_one_epoch_of_noise"]["seconds"] > 0
     markdown = benchmarks_markdown(report)
     assert "| six-model experiment, all phases |" in markdown
-    assert "of step GEMMs" in markdown
+    assert "of step GEMMs" in markdown and "drawing one epoch of noise" in markdown
     assert markdown.count("\n| 2 |") == 1
 
 
