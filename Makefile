@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test lint format
+.PHONY: reproduce test bench lint format notebooks
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ reproduce: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
+bench: $(BIN)/.installed
+	$(BIN)/sublim-toy bench
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check sublim_toy tests
-	$(BIN)/ruff format --check sublim_toy tests
+	$(BIN)/ruff check sublim_toy tests notebooks
+	$(BIN)/ruff format --check sublim_toy tests notebooks
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format sublim_toy tests
-	$(BIN)/ruff check --fix sublim_toy tests
+	$(BIN)/ruff format sublim_toy tests notebooks
+	$(BIN)/ruff check --fix sublim_toy tests notebooks
+
+# Re-execute every notebook in place at full size (about 25 min on 2 shared CPU cores, mostly 01).
+notebooks: $(BIN)/.installed
+	$(BIN)/python notebooks/execute.py --in-place notebooks/01_reproduce_mnist.ipynb notebooks/02_theorem_check.ipynb notebooks/03_mechanism.ipynb
