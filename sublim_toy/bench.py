@@ -116,12 +116,14 @@ def step_gemm_gflops(sizes: tuple[int, ...], seeds: int, batch: int, repeats: in
         for weight in weights:
             activations.append(jnp.matmul(activations[-1], weight))
         grad_outputs = activations[1:]  # same shapes as the real output gradients
+        # Contractions over the batch / output axes as backprop writes them: GEMMs on
+        # transposed operands, with no transpose materialised.
         weight_grads = [
-            jnp.matmul(jnp.swapaxes(a, 1, 2), g)
+            jnp.einsum("sbi,sbo->sio", a, g)
             for a, g in zip(activations[:-1], grad_outputs, strict=True)
         ]
         input_grads = [
-            jnp.matmul(g, jnp.swapaxes(w, 1, 2))
+            jnp.einsum("sbo,sio->sbi", g, w)
             for g, w in zip(grad_outputs[1:], weights[1:], strict=True)
         ]
         return activations[1:], weight_grads, input_grads
