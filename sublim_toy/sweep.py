@@ -130,7 +130,7 @@ def write_table(path: Path, results: list[dict], assignments: list[Assignment]) 
     writer.writerow(["point", *fields, "model", "n", "mean", "sd", "ci_low", "ci_high"])
     for result in results:
         config = result["config"]
-        swept = ["x".join(map(str, config[f])) if isinstance(config[f], list) else config[f]
+        swept = ["x".join(map(str, config[f])) if isinstance(config[f], list | tuple) else config[f]
                  for f in fields]  # fmt: skip
         rows = {name: result["summary"][name] for name in MODELS}
         rows["student_aux - cross_aux"] = result["paired_difference"]
