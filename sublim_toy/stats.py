@@ -36,3 +36,21 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}")
     return mean_ci(a - b, level)
+
+
+def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dict:
+    """Pearson r with its Fisher-z CI (None where undefined: n < 4 or a constant sample)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"correlated samples differ in shape: {x.shape} vs {y.shape}")
+    n = x.size
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"n": int(n), "r": None, "ci_low": None, "ci_high": None}
+    result = stats.pearsonr(x, y)
+    interval = result.confidence_interval(confidence_level=level)
+    return {
+        "n": int(n),
+        "r": float(result.statistic),
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+    }

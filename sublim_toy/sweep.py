@@ -78,13 +78,15 @@ def point_name(config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _finished(path: Path, config: Config) -> dict | None:
-    """The stored results of this exact config, or None if absent, unreadable or different."""
+def _finished(path: Path, config: Config, dataset: Dataset) -> dict | None:
+    """The stored results of this exact config and data, or None if absent, unreadable or
+    different (a point run on other data is recomputed, and its file replaced)."""
     try:
         stored = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return stored if stored.get("config") == _json_config(config) else None
+    same_data = stored.get("data", {}).get("sha256") == dataset.sha256
+    return stored if same_data and stored.get("config") == _json_config(config) else None
 
 
 def run_sweep(
@@ -103,7 +105,7 @@ def run_sweep(
         "set": {field: list(values) for field, values in assignments},
         "points": [point_name(config) for config in configs],
     })  # fmt: skip
-    results = [_finished(out_dir / "points" / f"{point_name(c)}.json", c) for c in configs]
+    results = [_finished(out_dir / "points" / f"{point_name(c)}.json", c, dataset) for c in configs]
     done = sum(result is not None for result in results)
     bar = tqdm(total=len(configs), initial=done, unit="point", disable=not progress)
     if done:
@@ -177,6 +179,15 @@ STUDIES = {
             ("imitation_loss", ("kl", "mse")),
             ("student_inputs", ("uniform", "gaussian", "mnist", "shuffled_pixels")),
         ),
+    ),  # fmt: skip
+    "layers": Study(
+        "Which layers carry the signal? The aux-only student's hidden layers and head start "
+        "from the teacher's init (shared), an independent init, or (head) the trained teacher.",
+        (
+            ("hidden_init", ("shared", "independent")),
+            ("head_init", ("shared", "independent", "trained")),
+        ),
+        "hidden_init=independent, head_init=independent is the cross-model student exactly.",
     ),  # fmt: skip
     "teacher": Study(
         "Does the student learn the teacher's training, or its init? Teacher epochs 0-10, "

@@ -28,7 +28,7 @@ from optax import tree_utils as otu
 
 from sublim_toy.config import N_CLASSES, Config
 from sublim_toy.data import Dataset, noise_batch
-from sublim_toy.losses import imitation_loss, teacher_loss
+from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
 from sublim_toy.model import Network, Params, network_for, preprocess, select_outputs
 
 Objective = Callable[[Params], jax.Array]  # a loss as a function of the parameters only
@@ -164,6 +164,25 @@ def _relative_gap(u_BxK, quotient_BxK) -> float:
     if scale == 0.0:
         return 0.0 if gap == 0.0 else 1.0  # u = 0 but f moves: a kink at theta0
     return gap / scale
+
+
+def linearised_logits(network: Network, start_params: Params, params: Params, inputs_BxD):
+    """f(theta0, x) + J(theta0, x) (theta - theta0): the logits to first order around theta0.
+
+    The expansion behind Theorem 1 (Appendix C, step 2), applied to a whole run's update rather
+    than one step: how much of what the student's outputs became is the linear image, through
+    the Jacobian at its init, of how far its parameters moved. One JVP; any float dtype.
+    """
+    displacement = jax.tree.map(jnp.subtract, params, start_params)
+    logits, change = jax.jvp(
+        lambda p: network.apply(p, inputs_BxD), (start_params,), (displacement,)
+    )
+    return logits + change
+
+
+def linearised_accuracy(network: Network, start_params, params, inputs_BxD, labels_B):
+    """Test accuracy of `linearised_logits`' regular logits: the first-order prediction."""
+    return accuracy(linearised_logits(network, start_params, params, inputs_BxD), labels_B)
 
 
 def curvature(labels_K, *, kind: str, weights=None):

@@ -6,7 +6,7 @@ the host only sees the state between epochs (where the progress bar moves).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -18,15 +18,31 @@ from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
 from sublim_toy.model import Network, preprocess
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Adam at the authors' learning rate, for teacher and students alike."""
-    return optax.adam(config.learning_rate)
+def make_optimizer(
+    config: Config, frozen_layers: Collection[int] = ()
+) -> optax.GradientTransformation:
+    """Adam at the authors' learning rate, for teacher and students alike.
+
+    Layers whose index is in `frozen_layers` get zero updates (`Config.freeze`).
+    """
+    adam = optax.adam(config.learning_rate)
+    if not frozen_layers:
+        return adam
+
+    def frozen_mask(params):
+        # params["layers"][i][...]: the second path entry is the layer index
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: path[1].key in frozen_layers, params
+        )
+
+    return optax.chain(adam, optax.masked(optax.set_to_zero(), frozen_mask))
 
 
-def init_optimizer(config: Config, params):
+def init_optimizer(config: Config, params, frozen_layers: Collection[int] = ()):
     """Optimizer state for a stack of models (leading seed axis), laid out like the models."""
     layout = jax.tree.leaves(params)[0].sharding
-    return jax.jit(jax.vmap(make_optimizer(config).init), out_shardings=layout)(params)
+    optimizer = make_optimizer(config, frozen_layers)
+    return jax.jit(jax.vmap(optimizer.init), out_shardings=layout)(params)
 
 
 def noise_batch_order(order_key, epoch, steps: int):
@@ -77,10 +93,12 @@ def make_student_epoch(
     config: Config,
     outputs: Mapping[str, str],
     probe: Callable | None = None,
+    frozen_layers: Mapping[str, Collection[int]] | None = None,
 ) -> Callable:
     """Epoch of imitation on noise for several students of the same teacher at once.
 
-    `outputs` maps each student's name to the logits it imitates ("aux" or "all").
+    `outputs` maps each student's name to the logits it imitates ("aux" or "all");
+    `frozen_layers` (optional) maps a name to the layer indices that student never updates.
     Returns epoch(students, opt_states, teacher_params, noise_keys, order_keys, epoch,
     probe_state, train_images) -> (students, opt_states, mean_losses, probes), with dicts
     keyed by student name and a leading seed axis everywhere but `train_images` (read only
@@ -92,7 +110,8 @@ def make_student_epoch(
     `config.probe_every`-th step of the run; `probes` holds its metrics for every step of the
     epoch (zeros where it did not run: see `probed_steps`).
     """
-    optimizer = make_optimizer(config)
+    frozen_layers = frozen_layers or {}
+    optimizers = {name: make_optimizer(config, frozen_layers.get(name, ())) for name in outputs}
     steps = config.noise_steps
 
     def loss_fn(params, noise_BxD, teacher_logits_BxK, student_outputs):
@@ -128,7 +147,7 @@ def make_student_epoch(
                 losses[name], grads = jax.value_and_grad(loss_fn)(
                     students[name], noise, teacher_logits, student_outputs
                 )
-                updates, new_opt_states[name] = optimizer.update(
+                updates, new_opt_states[name] = optimizers[name].update(
                     grads, opt_states[name], students[name]
                 )
                 new_students[name] = optax.apply_updates(students[name], updates)

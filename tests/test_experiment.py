@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from sublim_toy.config import Config
+from sublim_toy.config import HEAD_INITS, HIDDEN_INITS, Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
@@ -16,6 +16,7 @@ from sublim_toy.experiment import (
     STUDENTS,
     TEACHER_SHUFFLE,
     format_table,
+    frozen_layers,
     initial_params,
     run_experiment,
     seed_keys,
@@ -39,7 +40,7 @@ def test_stream_tags_are_distinct():
 
 def test_shared_init_students_start_bit_identical_to_their_reference():
     inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
-    starts = student_inits(inits)
+    starts = student_inits(inits, CONFIG)
     for name, (source, _) in STUDENTS.items():
         if source == "shared":
             for a, b in zip(
@@ -89,7 +90,7 @@ def test_summary_and_table_from_known_accuracies():
     assert results["summary"]["student_aux"]["mean"] == pytest.approx(0.6)
     assert results["paired_difference"]["mean"] == pytest.approx(0.4)
     assert results["paired_difference"]["sd"] == pytest.approx(0.0, abs=1e-12)
-    assert results["data"] == {"source": "test", "sha256": "abc"}
+    assert results["data"] == {"name": "mnist", "source": "test", "sha256": "abc"}
     assert results["config"]["seeds"] == 3
     assert results["environment"]["packages"]["jax"] == jax.__version__
     table = format_table(results)
@@ -121,7 +122,7 @@ def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnis
 def test_init_angle_interpolates_between_the_teacher_init_and_an_independent_one():
     inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
     for angle, (a, b) in {0: (1.0, 0.0), 90: (0.0, 1.0), 30: (np.cos(np.pi / 6), 0.5)}.items():
-        starts = student_inits(inits, init_angle=angle)
+        starts = student_inits(inits, CONFIG.replace(init_angle=angle))
         for start, ref, other in zip(
             _kernels(starts["student_aux"], 0), _kernels(inits["shared"], 0),
             _kernels(inits["independent"], 0), strict=True,
@@ -157,3 +158,61 @@ def test_at_ninety_degrees_the_shared_students_are_the_cross_model_students(mnis
     assert results["accuracy"]["student_aux"] == results["accuracy"]["cross_aux"]
     assert results["accuracy"]["student_all"] == results["accuracy"]["cross_all"]
     assert max(results["accuracy"]["teacher"]) < 0.2  # shuffled labels teach no digits
+
+
+@pytest.mark.parametrize("hidden_init", HIDDEN_INITS)
+@pytest.mark.parametrize("head_init", HEAD_INITS)
+@pytest.mark.parametrize("init_angle", [0.0, 30.0])
+def test_each_layer_starts_exactly_from_the_source_it_names(hidden_init, head_init, init_angle):
+    config = CONFIG.replace(
+        hidden=(16, 8), hidden_init=hidden_init, head_init=head_init, init_angle=init_angle
+    )
+    inits = initial_params(network_for(config), seed_keys(config))
+    trained = jax.tree.map(lambda leaf: leaf + 1.0, inits["shared"])  # any other tree
+    shared = student_inits(inits, config.replace(hidden_init="shared", head_init="shared"))
+    starts = student_inits(inits, config, trained)
+    source_trees = {
+        "shared": shared["student_aux"],  # the teacher's init, or the angle's interpolation
+        "independent": inits["independent"],
+        "trained": trained,
+    }
+    for name, (source, _) in STUDENTS.items():
+        for layer in range(3):
+            layer_source = (
+                (head_init if layer == 2 else hidden_init) if source == "shared" else source
+            )
+            for leaf in ("kernel", "bias"):
+                np.testing.assert_array_equal(
+                    starts[name]["layers"][layer][leaf][...],
+                    source_trees[layer_source]["layers"][layer][leaf][...],
+                )
+    if init_angle == 0:
+        for got, teacher_init in zip(
+            jax.tree.leaves(shared["student_aux"]), jax.tree.leaves(inits["shared"]), strict=True
+        ):
+            np.testing.assert_array_equal(got, teacher_init)
+
+
+def test_freezing_names_layers_of_the_shared_init_students_only():
+    config = CONFIG.replace(hidden=(16, 8))
+    assert frozen_layers(config) == dict.fromkeys(STUDENTS, ())
+    hidden = frozen_layers(config.replace(freeze="hidden"))
+    head = frozen_layers(config.replace(freeze="head"))
+    for name, (source, _) in STUDENTS.items():
+        assert hidden[name] == ((0, 1) if source == "shared" else ())
+        assert head[name] == ((2,) if source == "shared" else ())
+
+
+def test_a_frozen_body_leaves_the_first_order_prediction_exact(mnist):
+    # Only the head moves, and the logits are linear in the head: the linearisation around the
+    # init is then the trained network itself, so predicted and measured accuracy must agree,
+    # while the cross-model students (not frozen) move their hidden layers and may differ.
+    config = Config(
+        seeds=2, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=2048,
+        freeze="hidden", head_init="trained", probe_every=0,
+    )  # fmt: skip
+    results = run_experiment(config, mnist)
+    predicted = results["first_order"]["accuracy"]
+    for name in ("student_aux", "student_all"):
+        np.testing.assert_allclose(predicted[name], results["accuracy"][name], atol=1e-4)
+    assert set(results["first_order"]["summary"]) == set(STUDENTS)

@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 
 from sublim_toy.experiment import MODELS
-from sublim_toy.plots import alignment_figure, figure10, paired_scatter, save_figures
+from sublim_toy.plots import (
+    alignment_figure,
+    figure10,
+    first_order_figure,
+    paired_scatter,
+    save_figures,
+)
 from sublim_toy.stats import mean_ci
 
 
@@ -61,4 +67,34 @@ def test_alignment_figure_draws_the_mean_over_seeds():
         first_line.get_ydata(), np.mean(record["student_aux"]["cos"], axis=0)
     )
     np.testing.assert_array_equal(first_line.get_xdata(), [29, 58, 87])
+    plt.close(fig)
+
+
+def test_first_order_figure_plots_every_seed_and_states_the_correlation():
+    from sublim_toy.stats import correlation
+    from sublim_toy.sweep import STUDIES
+
+    points = []
+    for head in ("shared", "independent"):
+        result = _results(n=5)
+        result["config"].update(hidden_init="shared", head_init=head)
+        result["data"] = {"name": "fashion-mnist"}
+        result["first_order"] = {
+            "accuracy": {name: result["accuracy"][name][::-1] for name in MODELS[2:]}
+        }
+        points.append(result)
+    fig = first_order_figure("layers", STUDIES["layers"], points)
+    ax = fig.axes[0]
+    filled = [
+        c for c in ax.collections if c.get_label() in ("shared, shared", "shared, independent")
+    ]
+    assert [c.get_offsets().shape for c in filled] == [(5, 2), (5, 2)]
+    np.testing.assert_allclose(
+        filled[0].get_offsets(),
+        np.c_[points[0]["accuracy"]["student_aux"], points[0]["accuracy"]["student_aux"][::-1]],
+    )
+    measured = sum((p["accuracy"]["student_aux"] for p in points), [])
+    predicted = sum((p["first_order"]["accuracy"]["student_aux"] for p in points), [])
+    assert f"r = {correlation(measured, predicted)['r']:.2f}" in ax.get_title()
+    assert ax.get_xlabel() == "measured Fashion-MNIST test accuracy"
     plt.close(fig)

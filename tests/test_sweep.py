@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import pytest
 
 from sublim_toy import sweep
 from sublim_toy.config import Config
-from sublim_toy.data import load_mnist
+from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.plots import study_figure
 from sublim_toy.sweep import STUDIES, Study, grid, parse_assignment, point_name, run_sweep
@@ -58,7 +59,7 @@ def test_point_names_follow_the_whole_config():
 
 
 def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkeypatch):
-    dataset = load_mnist(f"idx:{tiny_idx_dir}")
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
     base = Config(seeds=2, hidden=(8,), teacher_epochs=1, student_epochs=1, batch_size=16,
                   noise_images=32, probe_every=0)  # fmt: skip
     calls = []
@@ -80,6 +81,11 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
     changed = run_sweep(base.replace(seed=1), [("aux", (2,))], tmp_path, dataset, progress=False)
     assert calls == [2, 3, 4, 2]  # a changed config is a new point
     assert changed[0]["config"]["seed"] == 1
+
+    # the same config on other data is a new point too
+    other_data = dataclasses.replace(dataset, sha256="0" * 64)
+    run_sweep(base, [("aux", (2,))], tmp_path, other_data, progress=False)
+    assert calls == [2, 3, 4, 2, 2]
 
     fig = study_figure("aux", Study("?", (("aux", (2, 3, 4)),)), again)
     assert len(fig.axes[0].get_xticklabels()) == 3
@@ -119,3 +125,53 @@ def test_every_shipped_study_is_a_valid_grid():
     for name, study in STUDIES.items():
         points = grid(Config(), list(study.assignments))
         assert len(points) >= 5, name
+
+
+def test_table_writes_widths_as_256x256_and_one_row_per_model(tmp_path):
+    def point(hidden):
+        row = {"n": 2, "mean": 0.5, "sd": 0.1, "ci_low": 0.4, "ci_high": 0.6}
+        return {
+            "point": "p" + "x".join(map(str, hidden)),
+            "config": {**Config(hidden=hidden).to_dict()},  # as computed: a tuple
+            "summary": dict.fromkeys(("reference", "teacher", "student_aux", "student_all",
+                                      "cross_aux", "cross_all"), row),
+            "paired_difference": row,
+        }  # fmt: skip
+
+    stored = json.loads(json.dumps(point((64,))))  # as read back: a list
+    sweep.write_table(tmp_path / "t.csv", [point((64, 64)), stored], [("hidden", ())])
+    rows = (tmp_path / "t.csv").read_text().splitlines()
+    assert rows[0] == "point,hidden,model,n,mean,sd,ci_low,ci_high"
+    assert rows[1] == "p64x64,64x64,reference,2,0.5,0.1,0.4,0.6"
+    assert rows[8] == "p64,64,reference,2,0.5,0.1,0.4,0.6"
+    assert rows[-1].startswith("p64,64,student_aux - cross_aux,")
+
+
+def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_path, capsys):
+    from sublim_toy.cli import main
+
+    out = tmp_path / "layers"
+    arguments = ["study", "layers", *TINY, "--data-source", f"idx:{tiny_idx_dir}",
+                 "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "first-order prediction (aux-only student" in printed
+    assert "correlation over 12 seeds x points: r = " in printed
+    for stem in ("study", "first_order"):
+        assert (out / f"{stem}.png").stat().st_size > 10_000
+    points = [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
+    assert sorted((p["config"]["hidden_init"], p["config"]["head_init"]) for p in points) == [
+        ("independent", "independent"), ("independent", "shared"), ("independent", "trained"),
+        ("shared", "independent"), ("shared", "shared"), ("shared", "trained"),
+    ]  # fmt: skip
+    # all layers independent is the cross-model student itself: same init, teacher and noise
+    (cross,) = [p for p in points if p["config"]["hidden_init"] == p["config"]["head_init"]
+                == "independent"]  # fmt: skip
+    assert cross["accuracy"]["student_aux"] == cross["accuracy"]["cross_aux"]
+    assert (
+        cross["first_order"]["accuracy"]["student_aux"]
+        == (cross["first_order"]["accuracy"]["cross_aux"])
+    )
+    assert main(arguments) == 0  # a second run resumes: every point already finished
+    captured = capsys.readouterr()
+    assert "resuming: 6 of 6 points already finished" in captured.out + captured.err

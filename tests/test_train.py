@@ -137,3 +137,20 @@ def test_evaluate_matches_numpy_argmax():
         assert float(got[i]) == pytest.approx(
             np.mean(logits[:, :10].argmax(-1) == np.asarray(labels))
         )
+
+
+@pytest.mark.parametrize(("frozen", "moving"), [((0,), (1,)), ((1,), (0,)), ((), (0, 1))])
+def test_frozen_layers_never_move_and_the_others_do(frozen, moving):
+    config = CONFIG.replace(noise_images=4 * 64)
+    network = network_for(config)
+    teacher = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 2))
+    student = jax.vmap(network.init)(jax.random.split(jax.random.key(1), 2))
+    opts = {"s": init_optimizer(config, student, frozen)}
+    epoch = make_student_epoch(network, config, {"s": "all"}, frozen_layers={"s": frozen})
+    keys = jax.random.split(jax.random.key(2), 2)
+    trained = epoch({"s": student}, opts, teacher, keys, keys, 0, None, None)[0]["s"]
+    for layer in range(2):
+        for leaf in ("kernel", "bias"):
+            before = np.asarray(student["layers"][layer][leaf][...])
+            after = np.asarray(trained["layers"][layer][leaf][...])
+            assert np.array_equal(before, after) == (layer in frozen), (layer, leaf)
