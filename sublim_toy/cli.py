@@ -280,14 +280,21 @@ def format_study(chosen, results: list[dict]) -> str:
 
 
 def format_first_order(chosen, results: list[dict]) -> str:
-    """Per point: the aux-only student's measured and first-order predicted accuracy; then the
-    correlation of the two over every seed of every point."""
+    """Per point: the aux-only student's measured and first-order predicted accuracy, their
+    paired gap and their correlation over seeds; then the correlation over every seed of every
+    point."""
     from sublim_toy.plots import point_label
     from sublim_toy.stats import correlation, mean_ci, paired_difference
 
+    def r_text(r: dict) -> str:
+        if r["r"] is None:
+            return "-"
+        return f"{r['r']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+
     lines = [
         "first-order prediction (aux-only student, linearised around its init):",
-        f"{'point':<32}{'measured':>10}{'predicted':>11}{'predicted - measured':>30}",
+        f"{'point':<28}{'measured':>9}{'predicted':>10}{'predicted - measured':>28}"
+        f"{'r over seeds':>24}",
     ]
     measured, predicted = [], []
     for result in results:
@@ -298,15 +305,12 @@ def format_first_order(chosen, results: list[dict]) -> str:
         gap = paired_difference(ys, xs)
         ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
         lines.append(
-            f"{point_label(chosen, result):<32}{mean_ci(xs)['mean']:>10.3f}"
-            f"{mean_ci(ys)['mean']:>11.3f}{gap['mean']:>+14.3f}{ci:>16}"
+            f"{point_label(chosen, result):<28}{mean_ci(xs)['mean']:>9.3f}"
+            f"{mean_ci(ys)['mean']:>10.3f}{gap['mean']:>+12.3f}{ci:>16}"
+            f"{r_text(correlation(xs, ys)):>24}"
         )
     r = correlation(measured, predicted)
-    if r["r"] is not None:
-        lines.append(
-            f"correlation over {r['n']} seeds x points: r = {r['r']:.3f} "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        )
+    lines.append(f"over all {r['n']} seeds x points: r = {r_text(r)}")
     return "\n".join(lines)
 
 

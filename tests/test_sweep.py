@@ -156,7 +156,7 @@ def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_pat
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "first-order prediction (aux-only student" in printed
-    assert "correlation over 12 seeds x points: r = " in printed
+    assert "over all 12 seeds x points: r = " in printed
     for stem in ("study", "first_order"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
     points = [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
