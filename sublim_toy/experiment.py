@@ -119,21 +119,21 @@ def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
             inits["shared"],
             inits["independent"],
         )
-    sources = {"shared": shared, "independent": inits["independent"], "trained": teacher_params}
     layer_sources = [config.hidden_init] * len(config.hidden) + [config.head_init]
+    if config.head_init == "trained" and teacher_params is None:
+        raise ValueError("head_init='trained' needs the trained teacher's parameters")
     if set(layer_sources) != {"shared"}:
-        names = list(sources)
 
-        def pick(path, *leaves):
+        def pick(path, shared_leaf, independent_leaf, trained_leaf):
             # params["layers"][i][...]: the second path entry is the layer index
-            return leaves[names.index(layer_sources[path[1].key])]
+            source = layer_sources[path[1].key]
+            return {"shared": shared_leaf, "independent": independent_leaf}.get(
+                source, trained_leaf
+            )
 
-        if config.head_init == "trained" and teacher_params is None:
-            raise ValueError("head_init='trained' needs the trained teacher's parameters")
-        shared = jax.tree_util.tree_map_with_path(
-            pick, *(sources[name] if sources[name] is not None else shared for name in names)
-        )
-    sources["shared"] = shared
+        trained = teacher_params if teacher_params is not None else shared
+        shared = jax.tree_util.tree_map_with_path(pick, shared, inits["independent"], trained)
+    sources = {"shared": shared, "independent": inits["independent"]}
     return {name: sources[source] for name, (source, _) in STUDENTS.items()}
 
 
