@@ -74,6 +74,9 @@ def experiment_flops(config: Config, n_train: int, n_test: int, input_dim: int =
         "teacher_forwards_on_noise": student_steps * batch * forward_flops(sizes),
         "probes": probes * len(STUDENTS) * config.seeds * 2 * PROBE_IMAGES * forward_flops(sizes),
         "evaluation": (2 + len(STUDENTS)) * config.seeds * n_test * forward_flops(sizes),
+        # the first-order prediction: a JVP is a forward pass plus a tangent pass with the
+        # backward pass's matmul shapes (no tangent flows into the input), i.e. a step's FLOPs
+        "first_order": len(STUDENTS) * config.seeds * n_test * step_flops(sizes),
     }
     flops["total"] = sum(flops.values())
     return flops

@@ -30,6 +30,7 @@ def test_experiment_flops_by_hand():
     assert flops["teacher_forwards_on_noise"] == 2 * 2 * 58 * 1024 * 539_136  # shared, once
     assert flops["probes"] == 4 * 4 * 2 * 2 * 1024 * 539_136  # 116 steps / 29 = 4 probes
     assert flops["evaluation"] == 6 * 2 * 10_000 * 539_136
+    assert flops["first_order"] == 4 * 2 * 10_000 * 1_216_000
     assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
 
 
