@@ -245,7 +245,7 @@ def sweep(args: argparse.Namespace) -> None:
 
 def study(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
-    from sublim_toy.plots import first_order_figure, save_figures, study_figure
+    from sublim_toy.plots import STUDY_FIGURES, first_order_figure, save_figures, study_figure
     from sublim_toy.sweep import STUDY_SEEDS, run_sweep
 
     chosen = STUDIES[args.name]
@@ -259,6 +259,9 @@ def study(args: argparse.Namespace) -> None:
     print(format_first_order(chosen, results))
     figures = save_figures(study_figure(args.name, chosen, results), out / "study")
     figures += save_figures(first_order_figure(args.name, chosen, results), out / "first_order")
+    if args.name in STUDY_FIGURES:
+        stem, draw = STUDY_FIGURES[args.name]
+        figures += save_figures(draw(args.name, chosen, results), out / stem)
     print(f"wrote {out / 'points.csv'}, {', '.join(str(path) for path in figures)}")
 
 

@@ -25,6 +25,15 @@ Params = Any  # an nnx.State pytree of arrays
 ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
 
 
+# Each scheme's weight sd in units of 1/sqrt(d_in), at init_scale 1.
+WEIGHT_SD = {"normal": 1.0, "lecun": 1.0, "he": math.sqrt(2.0), "torch": 1 / math.sqrt(3.0)}
+
+
+def weight_sd(scheme: str, scale: float = 1.0) -> float:
+    """The initial weights' sd in units of 1/sqrt(d_in): what the `init` study is sorted by."""
+    return scale * WEIGHT_SD[scheme]
+
+
 def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
     """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3).
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from sublim_toy.data import DATASETS  # noqa: E402
 from sublim_toy.experiment import MODEL_LABELS, MODELS, STUDENTS  # noqa: E402
 from sublim_toy.files import atomic_write  # noqa: E402
+from sublim_toy.model import WEIGHT_SD, weight_sd  # noqa: E402
 from sublim_toy.stats import correlation, mean_ci  # noqa: E402
 
 CHANCE = 0.1
@@ -250,6 +251,52 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     ax.legend(fontsize=7, title=", ".join(f for f, _ in study.assignments), title_fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
+    """Aux-only accuracy against the init's weight sd (units of 1/sqrt(d_in)), all schemes on
+    one axis: does the scheme matter beyond its scale? (study `init`)"""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    colors = plt.get_cmap("tab10")
+    schemes = sorted({r["config"]["init"] for r in results}, key=list(WEIGHT_SD).index)
+    for index, scheme in enumerate(schemes):
+        for student, filled in (("student_aux", True), ("cross_aux", False)):
+            rows = sorted(
+                [
+                    (weight_sd(scheme, r["config"]["init_scale"]), r["summary"][student])
+                    for r in results
+                    if r["config"]["init"] == scheme
+                ],
+                key=lambda pair: pair[0],
+            )
+            sds = [sd for sd, _ in rows]
+            means = [row["mean"] for _, row in rows]
+            errors = [
+                [row["mean"] - (row["ci_low"] if row["ci_low"] is not None else row["mean"])
+                 for _, row in rows],
+                [(row["ci_high"] if row["ci_high"] is not None else row["mean"]) - row["mean"]
+                 for _, row in rows],
+            ]  # fmt: skip
+            ax.errorbar(
+                sds, means, yerr=errors, fmt="o" if filled else "s", ls="none", capsize=3,
+                color=colors(index), mfc=colors(index) if filled else "white",
+                label=scheme if filled else None,
+            )  # fmt: skip
+    ax.plot([], [], "s", color="gray", mfc="white", label="cross-model (open)")
+    ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(r"initial weight sd $\times \sqrt{d_{in}}$ (scheme's sd x init_scale)")
+    ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    ax.set_title(f"study {name} by weight scale: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, title="init", title_fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+# Figures drawn for one study only, beside study.png and first_order.png: name -> (stem, plot)
+STUDY_FIGURES = {"init": ("weight_scale", weight_scale_figure)}
 
 
 def _dataset_label(results: dict) -> str:

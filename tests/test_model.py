@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sublim_toy.config import Config
-from sublim_toy.model import Network, network_for, preprocess, select_outputs
+from sublim_toy.model import Network, network_for, preprocess, select_outputs, weight_sd
 
 
 def _layers(params):
@@ -117,3 +117,12 @@ def test_init_scale_multiplies_the_weights_drawn_from_the_same_key(scheme):
     for (kernel, bias), (kernel2, bias2) in zip(unit, doubled, strict=True):
         np.testing.assert_allclose(kernel2, 2 * kernel, rtol=1e-6)
         np.testing.assert_allclose(bias2, 2 * bias, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scheme", ["normal", "lecun", "he", "torch"])
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_weight_sd_is_the_drawn_weights_sd_times_sqrt_fan_in(scheme, scale):
+    network = Network(sizes=(784, 512, 512), init_scheme=scheme, init_scale=scale)
+    for kernel, _ in _layers(network.init(jax.random.key(2))):
+        measured = kernel.std() * np.sqrt(kernel.shape[0])
+        assert measured == pytest.approx(weight_sd(scheme, scale), rel=0.02)

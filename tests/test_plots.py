@@ -98,3 +98,28 @@ def test_first_order_figure_plots_every_seed_and_states_the_correlation():
     assert f"r = {correlation(measured, predicted)['r']:.2f}" in ax.get_title()
     assert ax.get_xlabel() == "measured Fashion-MNIST test accuracy"
     plt.close(fig)
+
+
+def test_weight_scale_figure_places_each_point_at_its_scheme_s_weight_sd():
+    from sublim_toy.model import weight_sd
+    from sublim_toy.plots import weight_scale_figure
+    from sublim_toy.sweep import STUDIES
+
+    points = []
+    for init in ("he", "torch"):
+        for scale in (0.5, 2.0):
+            result = _results(n=3)
+            result["config"].update(init=init, init_scale=scale)
+            points.append(result)
+    fig = weight_scale_figure("init", STUDIES["init"], points)
+    ax = fig.axes[0]
+    (he_bars,) = [bars for bars in ax.containers if bars.get_label() == "he"]
+    he_line = he_bars.lines[0]
+    np.testing.assert_allclose(
+        np.asarray(he_line.get_xdata(), float), [weight_sd("he", 0.5), weight_sd("he", 2.0)]
+    )
+    np.testing.assert_allclose(
+        np.asarray(he_line.get_ydata(), float),
+        [p["summary"]["student_aux"]["mean"] for p in points[:2]],
+    )
+    plt.close(fig)
