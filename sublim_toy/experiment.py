@@ -26,7 +26,7 @@ from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
 from sublim_toy.losses import accuracy, teacher_loss
-from sublim_toy.model import network_for, preprocess
+from sublim_toy.model import layer_index, network_for, preprocess
 from sublim_toy.sharding import over_seeds, replicate, seed_mesh, to_host
 from sublim_toy.stats import mean_ci, paired_difference
 from sublim_toy.theorem import linearised_accuracy
@@ -125,8 +125,7 @@ def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
     if set(layer_sources) != {"shared"}:
 
         def pick(path, shared_leaf, independent_leaf, trained_leaf):
-            # params["layers"][i][...]: the second path entry is the layer index
-            source = layer_sources[path[1].key]
+            source = layer_sources[layer_index(path)]
             return {"shared": shared_leaf, "independent": independent_leaf}.get(
                 source, trained_leaf
             )
@@ -281,26 +280,28 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     bar.close()
     timing["students_s"] = time.perf_counter() - phase_started
 
-    # Test accuracy of every model, one compiled program for all six.
+    # Test accuracy of every model, one compiled program for all six; and the first-order
+    # picture: each student's regular logits predicted by linearising the network around its
+    # init along the update it actually made (issue "Which parameters carry the signal").
     test_images = replicate(dataset.test_images, mesh)
     test_labels = replicate(dataset.test_labels, mesh)
     evaluate, timing["compile_s"]["evaluation"] = _compile(
         make_evaluate(network), inits["shared"], test_images, test_labels
     )
+    evaluate_first_order, timing["compile_s"]["first_order"] = _compile(
+        jax.jit(jax.vmap(
+            lambda start, params, images, labels: linearised_accuracy(
+                network, start, params, preprocess(images), labels
+            ),
+            in_axes=(0, 0, None, None),
+        )),
+        starts["student_aux"], students["student_aux"], test_images, test_labels,
+    )  # fmt: skip
     phase_started = time.perf_counter()
     final = {"reference": inits["shared"], "teacher": teacher_params, **students}
     accuracies = {
         name: to_host(evaluate(final[name], test_images, test_labels)).tolist() for name in MODELS
     }
-    # The first-order picture: each student's regular logits predicted by linearising the
-    # network around its init along the update it actually made (issue "Which parameters carry
-    # the signal", item 3).
-    evaluate_first_order = jax.jit(jax.vmap(
-        lambda start, params, images, labels: linearised_accuracy(
-            network, start, params, preprocess(images), labels
-        ),
-        in_axes=(0, 0, None, None),
-    ))  # fmt: skip
     first_order = {
         name: to_host(
             evaluate_first_order(starts[name], students[name], test_images, test_labels)

@@ -34,6 +34,12 @@ def weight_sd(scheme: str, scale: float = 1.0) -> float:
     return scale * WEIGHT_SD[scheme]
 
 
+def layer_index(path) -> int:
+    """Which layer a leaf belongs to, from its `tree_map_with_path` path:
+    params["layers"][i][...] puts the index in the second path entry."""
+    return path[1].key
+
+
 def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
     """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3).
 

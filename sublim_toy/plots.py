@@ -150,6 +150,16 @@ def alignment_figure(results: dict) -> Figure:
     return fig
 
 
+def _ci_whiskers(summaries: list[dict]) -> list[list[float]]:
+    """errorbar's [below, above] lengths from `stats.mean_ci` rows (none where n = 1)."""
+    below = [
+        row["mean"] - (row["mean"] if row["ci_low"] is None else row["ci_low"]) for row in summaries
+    ]
+    above = [(row["mean"] if row["ci_high"] is None else row["ci_high"]) - row["mean"]
+             for row in summaries]  # fmt: skip
+    return [below, above]
+
+
 def _value_label(value) -> str:
     return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
@@ -166,7 +176,7 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
     colors = plt.get_cmap("tab10")
     for s_index, series_value in enumerate(series_values):
         for student, filled in (("student_aux", True), ("cross_aux", False)):
-            xs, means, errors = [], [], [[], []]
+            xs, means, rows = [], [], []
             for x_index, x_value in enumerate(x_values):
                 matches = [
                     r for r in results
@@ -179,15 +189,13 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
                 row = matches[0]["summary"][student]
                 xs.append(x_index + (s_index - (len(series_values) - 1) / 2) * width)
                 means.append(row["mean"])
-                low = row["ci_low"] if row["ci_low"] is not None else row["mean"]
-                high = row["ci_high"] if row["ci_high"] is not None else row["mean"]
-                errors[0].append(row["mean"] - low)
-                errors[1].append(high - row["mean"])
+                rows.append(row)
             label = None
             if filled:
                 label = "shared init" if series_field is None else f"{series_field}={series_value}"
             ax.errorbar(
-                xs, means, yerr=errors, fmt="o" if filled else "s", ls="-" if filled else ":",
+                xs, means, yerr=_ci_whiskers(rows), fmt="o" if filled else "s",
+                ls="-" if filled else ":",
                 color=colors(s_index), mfc=colors(s_index) if filled else "white",
                 capsize=3, label=label,
             )  # fmt: skip
@@ -269,16 +277,10 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
                 ],
                 key=lambda pair: pair[0],
             )
-            sds = [sd for sd, _ in rows]
-            means = [row["mean"] for _, row in rows]
-            errors = [
-                [row["mean"] - (row["ci_low"] if row["ci_low"] is not None else row["mean"])
-                 for _, row in rows],
-                [(row["ci_high"] if row["ci_high"] is not None else row["mean"]) - row["mean"]
-                 for _, row in rows],
-            ]  # fmt: skip
+            summaries = [row for _, row in rows]
             ax.errorbar(
-                sds, means, yerr=errors, fmt="o" if filled else "s", ls="none", capsize=3,
+                [sd for sd, _ in rows], [row["mean"] for row in summaries],
+                yerr=_ci_whiskers(summaries), fmt="o" if filled else "s", ls="none", capsize=3,
                 color=colors(index), mfc=colors(index) if filled else "white",
                 label=scheme if filled else None,
             )  # fmt: skip

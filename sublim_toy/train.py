@@ -15,7 +15,7 @@ import optax
 from sublim_toy.config import Config
 from sublim_toy.data import student_batch
 from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
-from sublim_toy.model import Network, preprocess
+from sublim_toy.model import Network, layer_index, preprocess
 
 
 def make_optimizer(
@@ -30,9 +30,8 @@ def make_optimizer(
         return adam
 
     def frozen_mask(params):
-        # params["layers"][i][...]: the second path entry is the layer index
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: path[1].key in frozen_layers, params
+            lambda path, _: layer_index(path) in frozen_layers, params
         )
 
     return optax.chain(adam, optax.masked(optax.set_to_zero(), frozen_mask))
