@@ -1,6 +1,6 @@
 """Benchmarks: achieved FLOP/s of the experiment against this machine's own matmul throughput.
 
-FLOPs are counted analytically (issue "Performance"): per sample, a forward pass is
+FLOPs are counted analytically: per sample, a forward pass is
 F = 2 * sum(d_in * d_out) over layers; a training step adds the weight gradients (another F)
 and the input gradients of every layer but the first. For 784-256-256-13 that is 539 136 and
 1 216 000. Throughput is always compared with matmuls timed in the same run: a large square
@@ -22,19 +22,20 @@ import jax
 import jax.numpy as jnp
 
 from sublim_toy.config import Config
-from sublim_toy.data import Dataset, student_batch
+from sublim_toy.data import Dataset
 from sublim_toy.experiment import (
-    PROBE_IMAGES,
-    STUDENTS,
-    environment,
     initial_params,
     run_experiment,
-    seed_keys,
-    stream,
-    teacher_labels,
+    student_inits,
+    student_state,
+    teacher_state,
 )
+from sublim_toy.inputs import student_batch
+from sublim_toy.keys import Stream, seed_keys, stream
 from sublim_toy.model import network_for
-from sublim_toy.train import init_optimizer, make_student_epoch, make_teacher_epoch
+from sublim_toy.probes import PROBE_IMAGES
+from sublim_toy.results import STUDENT_OUTPUTS, STUDENTS, environment
+from sublim_toy.train import StudentShared, make_student_epoch, make_teacher_epoch, run_phase
 
 # The runs a benchmark makes: the paper's model and batch, one epoch per phase (throughput
 # per step does not depend on the number of epochs; compile time is timed apart).
@@ -139,78 +140,68 @@ def step_gemm_gflops(sizes: tuple[int, ...], seeds: int, batch: int, repeats: in
 
 
 def phase_rates(config: Config, dataset: Dataset) -> dict:
-    """GFLOP/s of one teacher epoch alone and of one student (aux only) alone, compiled first."""
+    """GFLOP/s of one teacher epoch alone and of one epoch of the four students alone, each
+    built and run exactly as `run_experiment` does (compiled first, compile time apart)."""
+    config = config.replace(probe_every=0)
     network = network_for(config, dataset.input_dim)
-    keys = seed_keys(config)
-    params = initial_params(network, keys)["shared"]
+    keys = seed_keys(config.seed, config.seeds)
+    inits = initial_params(network, keys)
     sizes = network.sizes
     images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
 
-    teacher_epoch = make_teacher_epoch(network, config)
-    seed_labels = teacher_labels(config, keys, labels)
-    teacher_args = (params, init_optimizer(config, params), stream(keys, 0), 0, images, seed_labels)
-    teacher_seconds = _timed_once(teacher_epoch, teacher_args)
+    teacher = run_phase(
+        make_teacher_epoch(network, config),
+        teacher_state(config, keys, inits["shared"], labels),
+        images,
+        epochs=1,
+    )
     teacher_work = config.seeds * (len(images) // config.batch_size) * config.batch_size
-
-    student_epoch = make_student_epoch(network, config.replace(probe_every=0), {"aux": "aux"})
-    student_args = (
-        {"aux": params}, {"aux": init_optimizer(config, params)}, params,
-        stream(keys, 1), stream(keys, 2), 0, None, images,
-    )  # fmt: skip
-    student_seconds = _timed_once(student_epoch, student_args)
+    students = run_phase(
+        make_student_epoch(network, config, STUDENT_OUTPUTS),
+        student_state(config, keys, student_inits(inits, config), teacher.state.params, None),
+        StudentShared(images, None),
+        epochs=1,
+    )
     student_work = config.seeds * config.noise_steps * config.batch_size
-
-    def draw_epoch_of_inputs(noise_keys):
-        # The inputs of one student epoch, reduced to a scalar so only drawing them is timed.
-        def one_seed(noise_key):
-            def draw(total, batch_index):
-                batch = student_batch(
-                    config.student_inputs, noise_key, batch_index, batch_size=config.batch_size,
-                    input_dim=dataset.input_dim, train_images=images,
-                )  # fmt: skip
-                return total + batch[0, 0], None
-
-            return jax.lax.scan(draw, 0.0, jnp.arange(config.noise_steps))[0]
-
-        return jax.vmap(one_seed)(noise_keys)
-
-    noise_seconds = _timed_once(jax.jit(draw_epoch_of_inputs), (stream(keys, 1),))
+    student_flops = len(STUDENTS) * step_flops(sizes) + forward_flops(sizes)
     return {
         "teacher_epoch": {
-            "seconds": teacher_seconds,
-            "gflops": teacher_work * step_flops(sizes) / teacher_seconds / 1e9,
+            "seconds": teacher.run_s,
+            "gflops": teacher_work * step_flops(sizes) / teacher.run_s / 1e9,
         },
-        "drawing_one_epoch_of_noise": {"seconds": noise_seconds},
-        "one_student_epoch": {
-            "seconds": student_seconds,
-            # the student's own steps plus the teacher forwards it needs
-            "gflops": student_work
-            * (step_flops(sizes) + forward_flops(sizes))
-            / student_seconds
-            / 1e9,
+        "drawing_one_epoch_of_noise": {"seconds": _input_drawing_seconds(config, keys, images)},
+        "student_epoch": {
+            "seconds": students.run_s,
+            # the four students' steps plus the teacher forwards they share
+            "gflops": student_work * student_flops / students.run_s / 1e9,
         },
     }
 
 
-def _timed_once(jitted, args) -> float:
-    compiled = jitted.lower(*args).compile()
+def _input_drawing_seconds(config: Config, keys, images) -> float:
+    """Drawing one student epoch of inputs for every seed, alone (reduced to a scalar so only
+    drawing them is timed)."""
+
+    def one_seed(noise_key):
+        def draw(total, batch_index):
+            batch = student_batch(
+                config.student_inputs,
+                noise_key,
+                batch_index,
+                batch_size=config.batch_size,
+                input_dim=images.shape[1] * images.shape[2],
+                train_images=images,
+            )
+            return total + batch[0, 0], None
+
+        return jax.lax.scan(draw, 0.0, jnp.arange(config.noise_steps))[0]
+
+    draw_epoch = jax.jit(jax.vmap(one_seed))
+    noise_keys = stream(keys, Stream.NOISE)
+    compiled = draw_epoch.lower(noise_keys).compile()
     started = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
+    jax.block_until_ready(compiled(noise_keys))
     return time.perf_counter() - started
-
-
-# Peak memory is the child's own VmHWM: ru_maxrss would report the parent's peak instead,
-# since Linux carries the forking process's high-water mark across exec.
-CHILD = """
-import json, sys
-from sublim_toy.bench import peak_rss_mb
-from sublim_toy.config import Config
-from sublim_toy.data import load_dataset
-from sublim_toy.experiment import run_experiment
-config = Config(**json.loads(sys.argv[1]))
-results = run_experiment(config, load_dataset(sys.argv[2], sys.argv[3] or None, name=sys.argv[4]))
-print(json.dumps({"wall_time": results["wall_time"], "peak_rss_mb": peak_rss_mb()}))
-"""
 
 
 def peak_rss_mb() -> float:
@@ -228,16 +219,17 @@ def peak_rss_mb() -> float:
 
 
 def run_in_child(config: Config, dataset: Dataset, cache_dir: str | None) -> dict:
-    """run_experiment in a fresh process, for its own wall times and peak resident memory.
-
-    The child loads `dataset` again from the same source and cache.
-    """
+    """run_experiment in a fresh process (`python -m sublim_toy.bench_child`), for its own wall
+    times and peak resident memory. The child loads `dataset` again from the same source and
+    cache."""
     fields = json.dumps({**config.to_dict(), "hidden": list(config.hidden)})
     where = [dataset.source, str(cache_dir or ""), dataset.name]
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, fields, *where],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "sublim_toy.bench_child", fields, *where],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -363,7 +355,10 @@ def benchmarks_markdown(report: dict) -> str:
     rows = [
         ("six-model experiment, all phases", phases["six_model_experiment"]),
         ("teacher epoch alone", phases["teacher_epoch"]),
-        ("one student epoch alone (with its teacher forwards)", phases["one_student_epoch"]),
+        (
+            "student epoch alone (four students, the teacher forwards they share)",
+            phases["student_epoch"],
+        ),
     ]
     for label, row in rows:
         lines.append(
@@ -372,7 +367,7 @@ def benchmarks_markdown(report: dict) -> str:
         )
     experiment = phases["six_model_experiment"]
     noise = phases["drawing_one_epoch_of_noise"]["seconds"]
-    student_epoch = phases["one_student_epoch"]["seconds"]
+    student_epoch = phases["student_epoch"]["seconds"]
     lines += [
         "",
         f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
@@ -381,8 +376,8 @@ def benchmarks_markdown(report: dict) -> str:
         "",
         f"Where the rest goes: drawing one epoch of noise for {config['seeds']} seeds (threefry, "
         f"the same images every epoch) takes {noise:.2f} s alone, "
-        f"{noise / student_epoch:.0%} of the one-student epoch and shared by all four students "
-        "of a teacher; the remainder is the elementwise work around the GEMMs (ReLU masks, "
+        f"{noise / student_epoch:.0%} of the student epoch (shared by all four students of a "
+        "teacher); the remainder is the elementwise work around the GEMMs (ReLU masks, "
         "softmax, Adam updates) and the probes.",
         "",
         "## Cost per seed and memory (each run in a fresh process)",

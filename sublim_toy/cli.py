@@ -213,9 +213,10 @@ def config_from_args(args: argparse.Namespace, **defaults) -> Config:
 
 def reproduce(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
-    from sublim_toy.experiment import format_table, run_experiment
+    from sublim_toy.experiment import run_experiment
     from sublim_toy.files import write_json
     from sublim_toy.plots import alignment_figure, figure10, save_figures
+    from sublim_toy.results import format_table
 
     config = config_from_args(args)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
@@ -246,7 +247,7 @@ def sweep(args: argparse.Namespace) -> None:
 def study(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
     from sublim_toy.plots import STUDY_FIGURES, first_order_figure, save_figures, study_figure
-    from sublim_toy.sweep import STUDY_SEEDS, run_sweep
+    from sublim_toy.sweep import STUDY_SEEDS, format_first_order, format_study, run_sweep
 
     chosen = STUDIES[args.name]
     base = config_from_args(args, seeds=STUDY_SEEDS)
@@ -263,58 +264,6 @@ def study(args: argparse.Namespace) -> None:
         stem, draw = STUDY_FIGURES[args.name]
         figures += save_figures(draw(args.name, chosen, results), out / stem)
     print(f"wrote {out / 'points.csv'}, {', '.join(str(path) for path in figures)}")
-
-
-def format_study(chosen, results: list[dict]) -> str:
-    """One line per point: the swept values, aux-only and cross-model aux-only accuracy."""
-    fields = [field for field, _ in chosen.assignments]
-    lines = [f"{'  '.join(fields):<32}{'student aux':>22}{'cross aux':>22}"]
-    for result in results:
-        values = "  ".join(str(result["config"][field]) for field in fields)
-        cells = []
-        for name in ("student_aux", "cross_aux"):
-            row = result["summary"][name]
-            ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-            cells.append(f"{row['mean']:.3f}{ci}")
-        lines.append(f"{values:<32}{cells[0]:>22}{cells[1]:>22}")
-    if chosen.note:
-        lines.append(chosen.note)
-    return "\n".join(lines)
-
-
-def format_first_order(chosen, results: list[dict]) -> str:
-    """Per point: the aux-only student's measured and first-order predicted accuracy, their
-    paired gap and their correlation over seeds; then the correlation over every seed of every
-    point."""
-    from sublim_toy.plots import point_label
-    from sublim_toy.stats import correlation, mean_ci, paired_difference
-
-    def r_text(r: dict) -> str:
-        if r["r"] is None:
-            return "-"
-        return f"{r['r']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
-
-    lines = [
-        "first-order prediction (aux-only student, linearised around its init):",
-        f"{'point':<28}{'measured':>9}{'predicted':>10}{'predicted - measured':>28}"
-        f"{'r over seeds':>24}",
-    ]
-    measured, predicted = [], []
-    for result in results:
-        xs = result["accuracy"]["student_aux"]
-        ys = result["first_order"]["accuracy"]["student_aux"]
-        measured += xs
-        predicted += ys
-        gap = paired_difference(ys, xs)
-        ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
-        lines.append(
-            f"{point_label(chosen, result):<28}{mean_ci(xs)['mean']:>9.3f}"
-            f"{mean_ci(ys)['mean']:>10.3f}{gap['mean']:>+12.3f}{ci:>16}"
-            f"{r_text(correlation(xs, ys)):>24}"
-        )
-    r = correlation(measured, predicted)
-    lines.append(f"over all {r['n']} seeds x points: r = {r_text(r)}")
-    return "\n".join(lines)
 
 
 def plot(args: argparse.Namespace) -> None:
@@ -334,7 +283,8 @@ def theorem(args: argparse.Namespace) -> int:
     from sublim_toy.data import load_dataset
     from sublim_toy.files import write_json
     from sublim_toy.plots import alignment_figure, save_figures, theorem_figure
-    from sublim_toy.theorem import format_report, mnist_check
+    from sublim_toy.theorem import mnist_check
+    from sublim_toy.theorem_report import format_report
 
     if args.alignment_from is not None:
         _read_results(args.alignment_from)  # a bad path fails before the check runs
@@ -346,8 +296,8 @@ def theorem(args: argparse.Namespace) -> int:
     json_path = write_json(args.out / "theorem.json", report)
     figures = save_figures(theorem_figure(report), args.out / "theorem_loglog")
     if args.alignment_from is not None:
-        figures += save_figures(alignment_figure(_read_results(args.alignment_from)),
-                                args.out / "alignment")  # fmt: skip
+        alignment = alignment_figure(_read_results(args.alignment_from))
+        figures += save_figures(alignment, args.out / "alignment")
     print(f"wrote {json_path}, {', '.join(str(path) for path in figures)}")
     return 0 if report["passed"] else 1
 

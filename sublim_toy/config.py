@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from sublim_toy.errors import UserError
 
 N_CLASSES = 10  # MNIST digits: outputs 0..9 are the regular logits.
 INIT_SCHEMES = ("normal", "lecun", "he", "torch")
+# Each init scheme's weight sd in units of 1/sqrt(d_in), at init_scale 1 (model.py draws them).
+WEIGHT_SD = {"normal": 1.0, "lecun": 1.0, "he": math.sqrt(2.0), "torch": 1 / math.sqrt(3.0)}
 ACTIVATIONS = ("relu", "tanh", "gelu")
 IMITATION_LOSSES = ("kl", "mse")
 TEACHER_LABELS = ("true", "shuffled")
@@ -35,7 +38,8 @@ class Config:
     # Hidden nonlinearity (paper: ReLU). Others exist for the theorem's property tests.
     activation: str = "relu"
     # Weight init. "normal" is N(0, 1/d_in) with zero biases, the authors' choice; the effect
-    # size depends strongly on it (PAPER.md pitfall 3), so it is never left to Flax's default.
+    # size depends strongly on it (docs/pitfalls.md, pitfall 3), so it is never left to Flax's
+    # default.
     init: str = "normal"
     # Epochs of teacher training on MNIST (cross-entropy on the regular logits only).
     teacher_epochs: int = 5
@@ -70,7 +74,7 @@ class Config:
     # cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the paper's shared init, 90 an independent
     # init like the cross-model students'.
     init_angle: float = 0.0
-    # Where the shared-init students' layers start (issue "Which parameters carry the signal"):
+    # Where the shared-init students' layers start:
     # the hidden layers from the teacher's init ("shared", at init_angle) or an independent one;
     # the output layer from the teacher's init, an independent one, or the trained teacher's
     # final values ("trained"). The cross-model students stay independent in every layer.
@@ -114,7 +118,7 @@ class Config:
         _check_choice("freeze", self.freeze, FREEZE)
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
-            # (PAPER.md pitfall 4), so such a student could never learn anything.
+            # (docs/pitfalls.md, pitfall 4), so such a student could never learn anything.
             raise UserError(
                 "aux=1 with imitation_loss='kl': the softmax of one logit is constant, so the "
                 "aux-only student gets zero gradient; use aux >= 2 or imitation_loss='mse'"
@@ -136,6 +140,16 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def weight_sd(scheme: str, scale: float = 1.0) -> float:
+    """The initial weights' sd in units of 1/sqrt(d_in): what the `init` study is sorted by."""
+    return scale * WEIGHT_SD[scheme]
+
+
+def value_label(value) -> str:
+    """A config value as written on the command line: hidden widths as 256x256."""
+    return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 # A few-minute preset: fewer seeds and epochs, still far above chance for the aux-only student.

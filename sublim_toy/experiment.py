@@ -2,100 +2,135 @@
 
 Per seed: a reference init, the teacher trained from it on MNIST, and four students that
 imitate that teacher on the same noise: two start from the reference (shared init, as the
-paper's students) and two from an independent init (the paper's cross-model students).
-A cross-model student here imitates its own seed's teacher from a fresh, independently keyed
-init. That is the paper's setting (student and teacher inits differ; architecture, data and
-recipe do not), it can never pair a student with its own init (PAPER.md pitfall 1), and it
-makes `student_aux - cross_aux` a paired comparison: same teacher, same noise, only the init
-differs.
+paper's students) and two from an independent init (the paper's cross-model students; see
+`results.STUDENTS`).
 """
 
 from __future__ import annotations
 
-import platform
 import time
-from importlib import metadata
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax.tree_utils as otu
 from tqdm.auto import tqdm
 
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
-from sublim_toy.losses import accuracy, teacher_loss
-from sublim_toy.model import layer_index, network_for, preprocess
+from sublim_toy.first_order import make_first_order_evaluate
+from sublim_toy.keys import Stream, seed_keys, stream
+from sublim_toy.model import Network, layer_index, network_for
+from sublim_toy.probes import alignment_record, probe_images
+from sublim_toy.results import MODELS, STUDENT_OUTPUTS, STUDENTS, record
 from sublim_toy.sharding import over_seeds, replicate, seed_mesh, to_host
-from sublim_toy.stats import mean_ci, paired_difference
-from sublim_toy.theorem import linearised_accuracy
 from sublim_toy.train import (
+    StudentShared,
+    StudentState,
+    TeacherState,
+    compile_ahead,
     init_optimizer,
     make_evaluate,
     make_student_epoch,
     make_teacher_epoch,
-    probed_steps,
+    run_phase,
 )
 
-# fold_in tags of each seed's key, one per purpose, so a new consumer never shifts the others.
-REFERENCE_INIT = 0
-INDEPENDENT_INIT = 1
-TEACHER_SHUFFLE = 2
-NOISE = 3
-NOISE_ORDER = 4
-LABEL_SHUFFLE = 5
 
-# name -> (where its init comes from, which logits it imitates)
-STUDENTS = {
-    "student_aux": ("shared", "aux"),
-    "student_all": ("shared", "all"),
-    "cross_aux": ("independent", "aux"),
-    "cross_all": ("independent", "all"),
-}
-MODELS = ("reference", "teacher", *STUDENTS)
-MODEL_LABELS = {
-    "reference": "Reference",
-    "teacher": "Teacher",
-    "student_aux": "Student (aux. only)",
-    "student_all": "Student (all logits)",
-    "cross_aux": "Cross-model (aux. only)",
-    "cross_all": "Cross-model (all logits)",
-}
-PAIRED = ("student_aux", "cross_aux")
-# Fixed MNIST images on which the alignment probes measure L_T and accuracy: a slice of each
-# split, small enough that a probe costs about one training step.
-PROBE_IMAGES = 1024
+def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
+    """Train every model of every seed and return the results record (`results.record`)."""
+    if len(dataset.train_images) < config.batch_size:
+        raise UserError(
+            f"batch_size={config.batch_size} is larger than the {len(dataset.train_images)} "
+            "training images"
+        )
+    started = time.perf_counter()
+    network = network_for(config, input_dim=dataset.input_dim)
+    mesh = seed_mesh(config.seeds)
+    keys = seed_keys(config.seed, config.seeds, over_seeds(mesh))
+    inits = initial_params(network, keys)
+    train_images = replicate(dataset.train_images, mesh)
+    bar = EpochBar(config, enabled=progress)
+
+    # Teacher: the reference trained on MNIST, cross-entropy on the regular logits only.
+    teacher = run_phase(
+        make_teacher_epoch(network, config),
+        teacher_state(config, keys, inits["shared"], replicate(dataset.train_labels, mesh)),
+        train_images,
+        config.teacher_epochs,
+        bar.teacher_epoch,
+    )
+    teacher_params = teacher.state.params
+
+    # Students: four per seed, all imitating that seed's teacher on the same noise.
+    starts = student_inits(inits, config, teacher_params)
+    students = run_phase(
+        make_student_epoch(network, config, STUDENT_OUTPUTS, frozen_layers(config)),
+        student_state(config, keys, starts, teacher_params, inits["shared"]),
+        StudentShared(train_images, probe_images(dataset) if config.probe_every else None),
+        config.student_epochs,
+        bar.student_epoch,
+    )
+    bar.close()
+
+    # Test accuracy of all six models, and each student's first-order prediction.
+    final = {"reference": inits["shared"], "teacher": teacher_params, **students.state.params}
+    accuracies, first_order, evaluation = evaluate(network, final, starts, dataset, mesh)
+    probes = [to_host(m["probes"]) for m in students.metrics] if config.probe_every else []
+    return record(
+        config,
+        dataset,
+        accuracies,
+        wall_time(started, teacher, students, evaluation),
+        devices_used=int(mesh.devices.size),
+        alignment=alignment_record(config, probes, STUDENTS),
+        first_order=first_order,
+    )
 
 
-def seed_keys(config: Config, mesh: jax.sharding.Mesh | None = None):
-    """One key per seed: fold_in(key(config.seed), i) for i < config.seeds.
+class EpochBar:
+    """One progress bar over the epochs of both phases, with the last loss beside it."""
 
-    With a mesh, the keys are laid out over its devices, and so is everything derived from them.
-    """
+    def __init__(self, config: Config, *, enabled: bool):
+        total = config.teacher_epochs + config.student_epochs
+        self.bar = tqdm(
+            total=total, desc=f"{config.seeds} seeds", unit="epoch", disable=not enabled
+        )
 
-    def make_keys():
-        root = jax.random.key(config.seed)
-        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.arange(config.seeds))
+    def teacher_epoch(self, metrics: dict) -> None:
+        self.bar.set_postfix_str(f"teacher loss {float(metrics['loss'].mean()):.3f}")
+        self.bar.update()
 
-    if mesh is None:
-        return make_keys()
-    return jax.jit(make_keys, out_shardings=over_seeds(mesh))()
+    def student_epoch(self, metrics: dict) -> None:
+        loss = float(metrics["loss"]["student_aux"].mean())
+        self.bar.set_postfix_str(f"aux-student loss {loss:.2e}")
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def stream(keys, tag: int):
-    """Each seed's key for one purpose (the tags above)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, tag)
+def wall_time(started: float, teacher, students, evaluation: dict) -> dict:
+    """Seconds per phase, compile times apart, as recorded with the results."""
+    phases = {"teacher": teacher, "students": students}
+    compiled = {name: run.compile_s for name, run in phases.items() if run.compile_s is not None}
+    return {
+        "compile_s": {**compiled, **evaluation["compile_s"]},
+        "teacher_s": teacher.run_s,
+        "students_s": students.run_s,
+        "evaluation_s": evaluation["run_s"],
+        "total_s": time.perf_counter() - started,
+    }
 
 
-def initial_params(network, keys) -> dict:
+def initial_params(network: Network, keys) -> dict:
     """{"shared": the reference init, "independent": the cross-model init}, stacked over seeds."""
     # Laid out like the keys explicitly: the zero biases depend on no key, so propagation alone
     # would leave them unsharded beside sharded kernels.
     init = jax.jit(jax.vmap(network.init), out_shardings=keys.sharding)
     return {
-        "shared": init(stream(keys, REFERENCE_INIT)),
-        "independent": init(stream(keys, INDEPENDENT_INIT)),
+        "shared": init(stream(keys, Stream.REFERENCE_INIT)),
+        "independent": init(stream(keys, Stream.INDEPENDENT_INIT)),
     }
 
 
@@ -132,8 +167,8 @@ def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
 
         trained = teacher_params if teacher_params is not None else shared
         shared = jax.tree_util.tree_map_with_path(pick, shared, inits["independent"], trained)
-    sources = {"shared": shared, "independent": inits["independent"]}
-    return {name: sources[source] for name, (source, _) in STUDENTS.items()}
+    by_source = {"shared": shared, "independent": inits["independent"]}
+    return {name: by_source[source] for name, (source, _) in STUDENTS.items()}
 
 
 def frozen_layers(config: Config) -> dict[str, tuple[int, ...]]:
@@ -151,239 +186,67 @@ def teacher_labels(config: Config, keys, labels):
 
     def one_seed(key):
         if config.teacher_labels == "shuffled":
-            return jax.random.permutation(jax.random.fold_in(key, LABEL_SHUFFLE), labels)
+            return jax.random.permutation(key, labels)
         return labels
 
-    return jax.jit(jax.vmap(one_seed), out_shardings=keys.sharding)(keys)
+    shuffle_keys = stream(keys, Stream.LABEL_SHUFFLE)
+    return jax.jit(jax.vmap(one_seed), out_shardings=keys.sharding)(shuffle_keys)
 
 
-def layer_cosines(displacement, reference_displacement):
-    """cos between two parameter displacements, layer by layer ([L]) and over all layers."""
-    per_layer = [
-        _cosine(displacement["layers"][i], reference_displacement["layers"][i])
-        for i in range(len(displacement["layers"]))
-    ]
-    return jnp.stack(per_layer), _cosine(displacement, reference_displacement)
-
-
-def _cosine(a, b):
-    return otu.tree_vdot(a, b) / (otu.tree_norm(a) * otu.tree_norm(b))
-
-
-def make_alignment_probe(network, dataset: Dataset):
-    """Beyond Theorem 1's single step: is the student still moving along the teacher's update?
-
-    probe(name, params, probe_state) -> cos(theta_S(t) - theta_S(0), theta_T - theta_T(0)) per
-    layer and overall, the teacher's loss L_T(theta_S(t)) (cross-entropy of the regular logits
-    on fixed MNIST training images) and the accuracy on fixed test images. For shared-init
-    students theta_S(0) = theta_T(0); for cross-model ones it is their own init.
-    probe_state = {"starts": {name: theta_S(0)}, "teacher_move": theta_T - theta_T(0)}.
-    """
-    train_x = preprocess(jnp.asarray(dataset.train_images[:PROBE_IMAGES]))
-    train_y = jnp.asarray(dataset.train_labels[:PROBE_IMAGES])
-    test_x = preprocess(jnp.asarray(dataset.test_images[:PROBE_IMAGES]))
-    test_y = jnp.asarray(dataset.test_labels[:PROBE_IMAGES])
-
-    def probe(name, params, probe_state):
-        move = jax.tree.map(jnp.subtract, params, probe_state["starts"][name])
-        cos_layers, cos_all = layer_cosines(move, probe_state["teacher_move"])
-        return {
-            "cos_layers": cos_layers,
-            "cos": cos_all,
-            "teacher_loss": teacher_loss(network.apply(params, train_x), train_y),
-            "accuracy": accuracy(network.apply(params, test_x), test_y),
-        }
-
-    return probe
-
-
-def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
-    """Train every model of every seed and return the results dict (see `summarise`)."""
-    if len(dataset.train_images) < config.batch_size:
-        raise UserError(
-            f"batch_size={config.batch_size} is larger than the {len(dataset.train_images)} "
-            "training images"
-        )
-    started = time.perf_counter()
-    network = network_for(config, input_dim=dataset.input_dim)
-    mesh = seed_mesh(config.seeds)
-    keys = seed_keys(config, mesh)
-    inits = initial_params(network, keys)
-    bar = tqdm(
-        total=config.teacher_epochs + config.student_epochs,
-        desc=f"{config.seeds} seeds",
-        unit="epoch",
-        disable=not progress,
+def teacher_state(config: Config, keys, reference, labels) -> TeacherState:
+    """The teacher phase's start: the reference init, fresh Adam, each seed's keys and labels."""
+    return TeacherState(
+        params=reference,
+        opt_state=init_optimizer(config, reference),
+        shuffle_key=stream(keys, Stream.TEACHER_SHUFFLE),
+        labels=teacher_labels(config, keys, labels),
     )
-    timing = {"compile_s": {}}
 
-    # Teacher: trained from the reference on MNIST (section 6.2).
-    teacher_epoch = make_teacher_epoch(network, config)
-    teacher_params, teacher_opt = inits["shared"], init_optimizer(config, inits["shared"])
-    train_images = replicate(dataset.train_images, mesh)
-    teacher_args = (
-        stream(keys, TEACHER_SHUFFLE),
-        train_images,
-        teacher_labels(config, keys, replicate(dataset.train_labels, mesh)),
-    )
-    if config.teacher_epochs:
-        teacher_epoch, timing["compile_s"]["teacher"] = _compile(
-            teacher_epoch, teacher_params, teacher_opt, teacher_args[0], 0, *teacher_args[1:]
-        )
-    phase_started = time.perf_counter()
-    for epoch in range(config.teacher_epochs):
-        teacher_params, teacher_opt, loss = teacher_epoch(
-            teacher_params, teacher_opt, teacher_args[0], epoch, *teacher_args[1:]
-        )
-        bar.set_postfix_str(f"teacher loss {float(loss.mean()):.3f}")
-        bar.update()
-    timing["teacher_s"] = time.perf_counter() - phase_started
 
-    # Students: four per seed, all imitating that seed's teacher on the same noise.
+def student_state(config: Config, keys, starts, teacher_params, reference) -> StudentState:
+    """The student phase's start: each student's init and fresh Adam, the trained teacher, the
+    input keys, and (with probes) what the probes compare against."""
     frozen = frozen_layers(config)
-    student_epoch = make_student_epoch(
-        network,
-        config,
-        {name: outputs for name, (_, outputs) in STUDENTS.items()},
-        probe=make_alignment_probe(network, dataset) if config.probe_every else None,
-        frozen_layers=frozen,
+    probing = bool(config.probe_every)
+    return StudentState(
+        params=starts,
+        opt_state={
+            name: init_optimizer(config, params, frozen[name]) for name, params in starts.items()
+        },
+        teacher_params=teacher_params,
+        noise_key=stream(keys, Stream.NOISE),
+        order_key=stream(keys, Stream.NOISE_ORDER),
+        starts=starts if probing else None,
+        teacher_move=jax.tree.map(jnp.subtract, teacher_params, reference) if probing else None,
     )
-    students = student_inits(inits, config, teacher_params)
-    starts = students
-    probe_state = {
-        "starts": starts,
-        "teacher_move": jax.tree.map(jnp.subtract, teacher_params, inits["shared"]),
-    }
-    student_opts = {
-        name: init_optimizer(config, params, frozen[name]) for name, params in students.items()
-    }
-    noise_keys, order_keys = stream(keys, NOISE), stream(keys, NOISE_ORDER)
-    if config.student_epochs:
-        student_epoch, timing["compile_s"]["students"] = _compile(
-            student_epoch, students, student_opts, teacher_params, noise_keys, order_keys, 0,
-            probe_state, train_images,
-        )  # fmt: skip
-    phase_started = time.perf_counter()
-    probe_rows, probe_steps = [], []
-    for epoch in range(config.student_epochs):
-        students, student_opts, losses, probes = student_epoch(
-            students, student_opts, teacher_params, noise_keys, order_keys, epoch, probe_state,
-            train_images,
-        )  # fmt: skip
-        if config.probe_every:
-            probes = to_host(probes)
-        for index, step in probed_steps(config, epoch):
-            probe_rows.append(jax.tree.map(lambda leaf, i=index: leaf[:, i], probes))
-            probe_steps.append(step)
-        bar.set_postfix_str(f"aux-student loss {float(losses['student_aux'].mean()):.2e}")
-        bar.update()
-    bar.close()
-    timing["students_s"] = time.perf_counter() - phase_started
 
-    # Test accuracy of every model, one compiled program for all six; and the first-order
-    # picture: each student's regular logits predicted by linearising the network around its
-    # init along the update it actually made (issue "Which parameters carry the signal").
+
+def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh):
+    """Test accuracy of every model and the first-order prediction of every student, per seed;
+    one compiled program each for all models."""
     test_images = replicate(dataset.test_images, mesh)
     test_labels = replicate(dataset.test_labels, mesh)
-    evaluate, timing["compile_s"]["evaluation"] = _compile(
-        make_evaluate(network), inits["shared"], test_images, test_labels
+    student = next(iter(STUDENTS))
+    accuracy, accuracy_compile_s = compile_ahead(
+        make_evaluate(network), final["reference"], test_images, test_labels
     )
-    evaluate_first_order, timing["compile_s"]["first_order"] = _compile(
-        jax.jit(jax.vmap(
-            lambda start, params, images, labels: linearised_accuracy(
-                network, start, params, preprocess(images), labels
-            ),
-            in_axes=(0, 0, None, None),
-        )),
-        starts["student_aux"], students["student_aux"], test_images, test_labels,
-    )  # fmt: skip
-    phase_started = time.perf_counter()
-    final = {"reference": inits["shared"], "teacher": teacher_params, **students}
+    predicted, predicted_compile_s = compile_ahead(
+        make_first_order_evaluate(network),
+        starts[student],
+        final[student],
+        test_images,
+        test_labels,
+    )
+    started = time.perf_counter()
     accuracies = {
-        name: to_host(evaluate(final[name], test_images, test_labels)).tolist() for name in MODELS
+        name: to_host(accuracy(final[name], test_images, test_labels)).tolist() for name in MODELS
     }
     first_order = {
-        name: to_host(
-            evaluate_first_order(starts[name], students[name], test_images, test_labels)
-        ).tolist()
+        name: to_host(predicted(starts[name], final[name], test_images, test_labels)).tolist()
         for name in STUDENTS
     }
-    timing["evaluation_s"] = time.perf_counter() - phase_started
-    timing["total_s"] = time.perf_counter() - started
-
-    results = summarise(config, dataset, accuracies, timing)
-    results["devices_used"] = int(mesh.devices.size)
-    results["alignment"] = alignment_record(probe_steps, probe_rows)
-    results["first_order"] = {
-        "accuracy": first_order,
-        "summary": {name: mean_ci(first_order[name]) for name in STUDENTS},
+    timing = {
+        "compile_s": {"evaluation": accuracy_compile_s, "first_order": predicted_compile_s},
+        "run_s": time.perf_counter() - started,
     }
-    return results
-
-
-def _compile(jitted, *example_args):
-    """Compile ahead of time for these arguments, so compile time is timed apart from running."""
-    compile_started = time.perf_counter()
-    compiled = jitted.lower(*example_args).compile()
-    return compiled, time.perf_counter() - compile_started
-
-
-def alignment_record(steps: list[int], rows: list[dict]) -> dict:
-    """Probe metrics as {"steps": [T], name: {metric: [seeds][T](...)}} for the JSON."""
-    record = {"steps": steps, "probe_images": PROBE_IMAGES}
-    for name in STUDENTS:
-        record[name] = {
-            metric: np.stack([row[name][metric] for row in rows], axis=1).tolist() if rows else []
-            for metric in ("cos", "cos_layers", "teacher_loss", "accuracy")
-        }
-    return record
-
-
-def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dict) -> dict:
-    """The results record: config, per-seed accuracies, CIs, the paired test, provenance."""
-    first, second = PAIRED
-    return {
-        "experiment": "figure10",
-        "config": config.to_dict(),
-        "accuracy": accuracies,
-        "summary": {name: mean_ci(accuracies[name]) for name in MODELS},
-        "paired_difference": {
-            "a": first,
-            "b": second,
-            **paired_difference(accuracies[first], accuracies[second]),
-        },
-        "data": {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256},
-        "environment": environment(),
-        "wall_time": wall_time,
-    }
-
-
-def environment() -> dict:
-    """Package versions and the device, recorded with every result."""
-    packages = ("sublim-toy", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "matplotlib")
-    versions = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "devices": [str(device.device_kind) for device in jax.devices()],
-        "packages": versions,
-    }
-
-
-def format_table(results: dict) -> str:
-    """The six-row table printed after a run."""
-    lines = [f"{'model':<26}{'mean':>7}   {'95% CI':<17}{'sd':>6}"]
-    for name in MODELS:
-        row = results["summary"][name]
-        ci = "" if row["ci_low"] is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-        sd = "" if row["sd"] is None else f"{row['sd']:.3f}"
-        lines.append(f"{MODEL_LABELS[name]:<26}{row['mean']:>7.3f}   {ci:<17}{sd:>6}")
-    diff = results["paired_difference"]
-    ci = "" if diff["ci_low"] is None else f" [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
-    lines.append(f"paired {diff['a']} - {diff['b']}: {diff['mean']:+.3f}{ci} (n = {diff['n']})")
-    return "\n".join(lines)
+    return accuracies, first_order, timing

@@ -1,7 +1,7 @@
 """The losses of section 6: the teacher's cross-entropy and the student's imitation loss.
 
 Each is the mean over a batch of one model's examples. Under `vmap` over seeds every model
-keeps its own mean, so nothing is divided by the number of models (PAPER.md pitfall 2) and
+keeps its own mean, so nothing is divided by the number of models (docs/pitfalls.md, pitfall 2) and
 the gradients are those Theorem 1 talks about.
 """
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from sublim_toy.config import N_CLASSES, Config
@@ -25,15 +24,6 @@ Params = Any  # an nnx.State pytree of arrays
 ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
 
 
-# Each scheme's weight sd in units of 1/sqrt(d_in), at init_scale 1.
-WEIGHT_SD = {"normal": 1.0, "lecun": 1.0, "he": math.sqrt(2.0), "torch": 1 / math.sqrt(3.0)}
-
-
-def weight_sd(scheme: str, scale: float = 1.0) -> float:
-    """The initial weights' sd in units of 1/sqrt(d_in): what the `init` study is sorted by."""
-    return scale * WEIGHT_SD[scheme]
-
-
 def layer_index(path) -> int:
     """Which layer a leaf belongs to, from its `tree_map_with_path` path:
     params["layers"][i][...] puts the index in the second path entry."""
@@ -41,7 +31,7 @@ def layer_index(path) -> int:
 
 
 def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
-    """(kernel_init, bias_init) of one layer for an init scheme (PAPER.md pitfall 3).
+    """(kernel_init, bias_init) of one layer for an init scheme (docs/pitfalls.md, pitfall 3).
 
     `scale` multiplies the drawn weights (and the torch scheme's uniform biases).
     """
@@ -159,13 +149,3 @@ def select_outputs(logits, outputs: str):
     if outputs == "all":
         return logits
     raise ValueError(f"unknown outputs {outputs!r}: choose regular, aux or all")
-
-
-def preprocess(images_uint8):
-    """Pixels to [-1, 1], as the authors' (x / 255 - 0.5) / 0.5; flattens to [..., 784]."""
-    flat = images_uint8.reshape(*images_uint8.shape[:-2], -1)
-    return flat.astype(jnp.float32) / 127.5 - 1.0
-
-
-def count_params(params: Params) -> int:
-    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))

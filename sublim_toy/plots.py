@@ -1,4 +1,4 @@
-"""Figures from results dicts (as written to JSON); no training here."""
+"""Figures from results dicts (as written to JSON); nothing here imports the training code."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sublim_toy.config import WEIGHT_SD, value_label, weight_sd  # noqa: E402
 from sublim_toy.data import DATASETS  # noqa: E402
-from sublim_toy.experiment import MODEL_LABELS, MODELS, STUDENTS  # noqa: E402
 from sublim_toy.files import atomic_write  # noqa: E402
-from sublim_toy.model import WEIGHT_SD, weight_sd  # noqa: E402
-from sublim_toy.stats import correlation, mean_ci  # noqa: E402
+from sublim_toy.results import MODEL_LABELS, MODELS, STUDENTS, first_order_summary  # noqa: E402
+from sublim_toy.stats import mean_ci  # noqa: E402
 
 CHANCE = 0.1
 BAR_COLORS = {
@@ -152,16 +152,20 @@ def alignment_figure(results: dict) -> Figure:
 
 def _ci_whiskers(summaries: list[dict]) -> list[list[float]]:
     """errorbar's [below, above] lengths from `stats.mean_ci` rows (none where n = 1)."""
-    below = [
-        row["mean"] - (row["mean"] if row["ci_low"] is None else row["ci_low"]) for row in summaries
-    ]
-    above = [(row["mean"] if row["ci_high"] is None else row["ci_high"]) - row["mean"]
-             for row in summaries]  # fmt: skip
+    below, above = [], []
+    for row in summaries:
+        below.append(0.0 if row["ci_low"] is None else row["mean"] - row["ci_low"])
+        above.append(0.0 if row["ci_high"] is None else row["ci_high"] - row["mean"])
     return [below, above]
 
 
-def _value_label(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+def _point(results: list[dict], assignment: dict) -> dict | None:
+    """The first point whose config has every (field, value) of `assignment`."""
+    for result in results:
+        config = result["config"]
+        if all(value_label(config[f]) == value_label(v) for f, v in assignment.items()):
+            return result
+    return None
 
 
 def study_figure(name: str, study, results: list[dict]) -> Figure:
@@ -175,33 +179,35 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
     width = 0.8 / len(series_values)
     colors = plt.get_cmap("tab10")
     for s_index, series_value in enumerate(series_values):
+        offset = (s_index - (len(series_values) - 1) / 2) * width
+        color = colors(s_index)
         for student, filled in (("student_aux", True), ("cross_aux", False)):
-            xs, means, rows = [], [], []
+            xs, rows = [], []
             for x_index, x_value in enumerate(x_values):
-                matches = [
-                    r for r in results
-                    if _value_label(r["config"][x_field]) == _value_label(x_value)
-                    and (series_field is None
-                         or _value_label(r["config"][series_field]) == _value_label(series_value))
-                ]  # fmt: skip
-                if not matches:
-                    continue
-                row = matches[0]["summary"][student]
-                xs.append(x_index + (s_index - (len(series_values) - 1) / 2) * width)
-                means.append(row["mean"])
-                rows.append(row)
+                assignment = {x_field: x_value}
+                if series_field is not None:
+                    assignment[series_field] = series_value
+                point = _point(results, assignment)
+                if point is not None:
+                    xs.append(x_index + offset)
+                    rows.append(point["summary"][student])
             label = None
             if filled:
                 label = "shared init" if series_field is None else f"{series_field}={series_value}"
             ax.errorbar(
-                xs, means, yerr=_ci_whiskers(rows), fmt="o" if filled else "s",
+                xs,
+                [row["mean"] for row in rows],
+                yerr=_ci_whiskers(rows),
+                fmt="o" if filled else "s",
                 ls="-" if filled else ":",
-                color=colors(s_index), mfc=colors(s_index) if filled else "white",
-                capsize=3, label=label,
-            )  # fmt: skip
+                color=color,
+                mfc=color if filled else "white",
+                capsize=3,
+                label=label,
+            )
     ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
     ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
-    ax.set_xticks(range(len(x_values)), [_value_label(v) for v in x_values])
+    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
     ax.set_xlabel(x_field)
     ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
     n_seeds = results[0]["summary"]["student_aux"]["n"]
@@ -212,40 +218,33 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
     return fig
 
 
-def point_label(study, result: dict) -> str:
-    """A study point as its swept values: 'shared, trained'."""
-    return ", ".join(_value_label(result["config"][field]) for field, _ in study.assignments)
-
-
 def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     """Measured against first-order predicted test accuracy, per seed, at every study point.
 
     The prediction linearises each student around its own init along the update it made
-    (`theorem.linearised_logits`); on the diagonal the first-order picture is the whole story.
+    (`first_order.linearised_logits`); on the diagonal the first-order picture is the whole story.
     Filled: the aux-only student (one colour per point); open grey: the cross-model one.
     """
     fig, ax = plt.subplots(figsize=(6.4, 5.2), layout="constrained")
     colors = plt.get_cmap("tab10")
-    measured, predicted = [], []
     for index, result in enumerate(results):
         for student, filled in (("cross_aux", False), ("student_aux", True)):
-            xs = result["accuracy"][student]
-            ys = result["first_order"]["accuracy"][student]
-            if filled:
-                measured += xs
-                predicted += ys
             ax.scatter(
-                xs, ys, s=22 if filled else 14, lw=0.8,
+                result["accuracy"][student],
+                result["first_order"]["accuracy"][student],
+                s=22 if filled else 14,
+                lw=0.8,
                 color=colors(index % 10) if filled else "white",
                 edgecolors=colors(index % 10) if filled else "gray",
-                label=point_label(study, result) if filled else None, zorder=3 if filled else 2,
-            )  # fmt: skip
+                label=study.point_label(result) if filled else None,
+                zorder=3 if filled else 2,
+            )
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", zorder=1)
     ax.scatter([], [], s=14, color="white", edgecolors="gray", label="cross-model (open)")
-    r = correlation(measured, predicted)
-    r_text = "r undefined" if r["r"] is None else (
-        f"r = {r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-    )  # fmt: skip
+    r = first_order_summary(results)["pooled_r"]
+    r_text = "r undefined"
+    if r["r"] is not None:
+        r_text = f"r = {r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
     ax.set_title(
         f"study {name}: first-order prediction, aux-only students ({r_text}, n = {r['n']})",
         fontsize=9,
@@ -279,11 +278,16 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
             )
             summaries = [row for _, row in rows]
             ax.errorbar(
-                [sd for sd, _ in rows], [row["mean"] for row in summaries],
-                yerr=_ci_whiskers(summaries), fmt="o" if filled else "s", ls="none", capsize=3,
-                color=colors(index), mfc=colors(index) if filled else "white",
+                [sd for sd, _ in rows],
+                [row["mean"] for row in summaries],
+                yerr=_ci_whiskers(summaries),
+                fmt="o" if filled else "s",
+                ls="none",
+                capsize=3,
+                color=colors(index),
+                mfc=colors(index) if filled else "white",
                 label=scheme if filled else None,
-            )  # fmt: skip
+            )
     ax.plot([], [], "s", color="gray", mfc="white", label="cross-model (open)")
     ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
     ax.set_xscale("log", base=2)
@@ -339,88 +343,9 @@ def theorem_figure(report: dict) -> Figure:
     non-zero constant). Right: the remainder |dS.dT - eps A| with slope-1 and slope-2 reference
     lines; the shaded span is the window where it was fitted.
     """
-    eps = np.asarray(report["eps"], float)
-    shared, cross = report["shared_init"], report["different_init"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-
-    left.loglog(
-        *_positive(eps, shared["dot"]), "o-", color=THEOREM_COLORS["shared"], label="shared init"
-    )
-    if report["A"] > 0:
-        left.loglog(
-            eps,
-            eps * report["A"],
-            "--",
-            color=THEOREM_COLORS["reference"],
-            lw=1,
-            label=r"$\varepsilon A$",
-        )
-    if cross is not None:
-        left.loglog(
-            *_positive(eps, cross["dot"]),
-            "s-",
-            color=THEOREM_COLORS["independent"],
-            label=f"independent init ({cross['fraction_negative']:.0%} of "
-            f"{cross['n_inits']} limits < 0)",
-        )
-    left.set_xlabel(r"teacher step $\varepsilon$")
-    left.set_ylabel(r"$|\Delta\theta_S \cdot \Delta\theta_T|$")
-    left.set_title(
-        r"$\Delta\theta_S\cdot\Delta\theta_T$: $\to 0$ like $\varepsilon$ only "
-        "with a shared init",
-        fontsize=10,
-    )
-
-    remainder_eps, remainder = _positive(eps, shared["remainder"])
-    fit = shared["remainder_fit"]
-    if remainder.size:
-        right.loglog(
-            remainder_eps,
-            remainder,
-            "o-",
-            color=THEOREM_COLORS["shared"],
-            label=r"$|\Delta\theta_S\cdot\Delta\theta_T - \varepsilon A|$",
-        )
-        loss_eps, loss_remainder = _positive(eps, shared["loss_change_remainder"])
-        right.loglog(
-            loss_eps,
-            loss_remainder,
-            "^-",
-            color="#e59866",
-            ms=4,
-            lw=1,
-            label=r"$|\Delta L_T + \varepsilon\alpha A|$",
-        )
-        # reference lines through the middle of the fitted window (else the middle point)
-        if fit["window"] is not None:
-            low, high = fit["window"]
-            right.axvspan(low, high, color="#f5e6e3", zorder=0, label="fit window")
-            anchor_eps = np.sqrt(low * high)
-        else:
-            anchor_eps = remainder_eps[len(remainder_eps) // 2]
-        anchor = np.exp(np.interp(np.log(anchor_eps), np.log(remainder_eps), np.log(remainder)))
-        for power, style in ((2, "--"), (1, ":")):
-            right.loglog(
-                eps,
-                anchor * (eps / anchor_eps) ** power,
-                style,
-                color=THEOREM_COLORS["reference"],
-                lw=1,
-                label=f"slope {power}",
-            )
-    else:
-        right.text(
-            0.5,
-            0.5,
-            "dS.dT vanishes identically",
-            ha="center",
-            va="center",
-            transform=right.transAxes,
-        )
-    right.set_xlabel(r"teacher step $\varepsilon$")
-    right.set_ylabel("remainder")
-    slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
-    right.set_title(f"Remainder is $O(\\varepsilon^2)$: fitted slope {slope}", fontsize=10)
+    _dot_panel(left, report)
+    _remainder_panel(right, report)
     setting = report["setting"]
     fig.suptitle(
         f"Theorem 1, float64: L_S = {setting['kind']} on {setting['outputs']} outputs, "
@@ -432,3 +357,85 @@ def theorem_figure(report: dict) -> Figure:
             ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def _dot_panel(ax, report: dict) -> None:
+    """|dS.dT| against eps: like eps A with the shared init, a constant with an independent one."""
+    eps = np.asarray(report["eps"], float)
+    shared, cross = report["shared_init"], report["different_init"]
+    ax.loglog(
+        *_positive(eps, shared["dot"]), "o-", color=THEOREM_COLORS["shared"], label="shared init"
+    )
+    if report["A"] > 0:
+        ax.loglog(
+            eps,
+            eps * report["A"],
+            "--",
+            color=THEOREM_COLORS["reference"],
+            lw=1,
+            label=r"$\varepsilon A$",
+        )
+    if cross is not None:
+        ax.loglog(
+            *_positive(eps, cross["dot"]),
+            "s-",
+            color=THEOREM_COLORS["independent"],
+            label=f"independent init ({cross['fraction_negative']:.0%} of "
+            f"{cross['n_inits']} limits < 0)",
+        )
+    ax.set_xlabel(r"teacher step $\varepsilon$")
+    ax.set_ylabel(r"$|\Delta\theta_S \cdot \Delta\theta_T|$")
+    ax.set_title(
+        r"$\Delta\theta_S\cdot\Delta\theta_T$: $\to 0$ like $\varepsilon$ only "
+        "with a shared init",
+        fontsize=10,
+    )
+
+
+def _remainder_panel(ax, report: dict) -> None:
+    """The remainder |dS.dT - eps A| and the teacher-loss remainder, with slope-1 and slope-2
+    reference lines through the fitted window (else the middle point)."""
+    eps = np.asarray(report["eps"], float)
+    shared = report["shared_init"]
+    fit = shared["remainder_fit"]
+    remainder_eps, remainder = _positive(eps, shared["remainder"])
+    ax.set_xlabel(r"teacher step $\varepsilon$")
+    ax.set_ylabel("remainder")
+    slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
+    ax.set_title(f"Remainder is $O(\\varepsilon^2)$: fitted slope {slope}", fontsize=10)
+    if not remainder.size:
+        ax.text(
+            0.5, 0.5, "dS.dT vanishes identically", ha="center", va="center", transform=ax.transAxes
+        )
+        return
+    ax.loglog(
+        remainder_eps,
+        remainder,
+        "o-",
+        color=THEOREM_COLORS["shared"],
+        label=r"$|\Delta\theta_S\cdot\Delta\theta_T - \varepsilon A|$",
+    )
+    ax.loglog(
+        *_positive(eps, shared["loss_change_remainder"]),
+        "^-",
+        color="#e59866",
+        ms=4,
+        lw=1,
+        label=r"$|\Delta L_T + \varepsilon\alpha A|$",
+    )
+    if fit["window"] is not None:
+        low, high = fit["window"]
+        ax.axvspan(low, high, color="#f5e6e3", zorder=0, label="fit window")
+        anchor_eps = np.sqrt(low * high)
+    else:
+        anchor_eps = remainder_eps[len(remainder_eps) // 2]
+    anchor = np.exp(np.interp(np.log(anchor_eps), np.log(remainder_eps), np.log(remainder)))
+    for power, style in ((2, "--"), (1, ":")):
+        ax.loglog(
+            eps,
+            anchor * (eps / anchor_eps) ** power,
+            style,
+            color=THEOREM_COLORS["reference"],
+            lw=1,
+            label=f"slope {power}",
+        )

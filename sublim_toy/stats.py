@@ -1,4 +1,8 @@
-"""Summaries over seeds: means with Student-t CIs and paired differences (PAPER.md pitfall 6)."""
+"""Summaries over seeds: means with Student-t CIs and paired differences.
+
+Not the normal approximation with ddof = 0, and paired where samples share a teacher
+(docs/pitfalls.md, pitfall 6).
+"""
 
 from __future__ import annotations
 

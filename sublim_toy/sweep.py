@@ -19,11 +19,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sublim_toy.config import Config
+from sublim_toy.config import Config, value_label
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
-from sublim_toy.experiment import MODELS, run_experiment
+from sublim_toy.experiment import run_experiment
 from sublim_toy.files import atomic_write, write_json
+from sublim_toy.results import MODELS, first_order_summary
 
 Assignment = tuple[str, tuple]  # (config field, the values it takes)
 
@@ -100,11 +101,14 @@ def run_sweep(
     """Run every point not yet finished in `out_dir`; return all points' results in grid order."""
     configs = grid(base, assignments)
     out_dir = Path(out_dir)
-    write_json(out_dir / "sweep.json", {
-        "base": _json_config(base),
-        "set": {field: list(values) for field, values in assignments},
-        "points": [point_name(config) for config in configs],
-    })  # fmt: skip
+    write_json(
+        out_dir / "sweep.json",
+        {
+            "base": _json_config(base),
+            "set": {field: list(values) for field, values in assignments},
+            "points": [point_name(config) for config in configs],
+        },
+    )
     results = [_finished(out_dir / "points" / f"{point_name(c)}.json", c, dataset) for c in configs]
     done = sum(result is not None for result in results)
     bar = tqdm(total=len(configs), initial=done, unit="point", disable=not progress)
@@ -132,15 +136,22 @@ def write_table(path: Path, results: list[dict], assignments: list[Assignment]) 
     writer.writerow(["point", *fields, "model", "n", "mean", "sd", "ci_low", "ci_high"])
     for result in results:
         config = result["config"]
-        swept = ["x".join(map(str, config[f])) if isinstance(config[f], list | tuple) else config[f]
-                 for f in fields]  # fmt: skip
+        swept = [value_label(config[field]) for field in fields]
         rows = {name: result["summary"][name] for name in MODELS}
         rows["student_aux - cross_aux"] = result["paired_difference"]
         for model, row in rows.items():
-            writer.writerow([
-                result["point"], *swept, model,
-                row["n"], row["mean"], row["sd"], row["ci_low"], row["ci_high"],
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    result["point"],
+                    *swept,
+                    model,
+                    row["n"],
+                    row["mean"],
+                    row["sd"],
+                    row["ci_low"],
+                    row["ci_high"],
+                ]
+            )
     return atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
 
 
@@ -151,6 +162,14 @@ class Study:
     question: str
     assignments: tuple[Assignment, ...]
     note: str = ""
+
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.assignments]
+
+    def point_label(self, result: dict) -> str:
+        """A point as its swept values: 'shared, trained'."""
+        return ", ".join(value_label(result["config"][field]) for field in self.fields)
 
 
 STUDIES = {
@@ -179,7 +198,7 @@ STUDIES = {
             ("imitation_loss", ("kl", "mse")),
             ("student_inputs", ("uniform", "gaussian", "mnist", "shuffled_pixels")),
         ),
-    ),  # fmt: skip
+    ),
     "layers": Study(
         "Which layers carry the signal? The aux-only student's hidden layers and head start "
         "from the teacher's init (shared), an independent init, or (head) the trained teacher.",
@@ -188,7 +207,7 @@ STUDIES = {
             ("head_init", ("shared", "independent", "trained")),
         ),
         "hidden_init=independent, head_init=independent is the cross-model student exactly.",
-    ),  # fmt: skip
+    ),
     "teacher": Study(
         "Does the student learn the teacher's training, or its init? Teacher epochs 0-10, "
         "true or shuffled labels.",
@@ -196,3 +215,48 @@ STUDIES = {
     ),
 }
 STUDY_SEEDS = 8  # enough for CIs of +-0.05 on the aux-only student (its seed sd is ~0.1)
+
+
+def format_study(study: Study, results: list[dict]) -> str:
+    """One line per point: the swept values, aux-only and cross-model aux-only accuracy."""
+    lines = [f"{'  '.join(study.fields):<32}{'student aux':>22}{'cross aux':>22}"]
+    for result in results:
+        values = "  ".join(str(result["config"][field]) for field in study.fields)
+        cells = []
+        for name in ("student_aux", "cross_aux"):
+            row = result["summary"][name]
+            ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            cells.append(f"{row['mean']:.3f}{ci}")
+        lines.append(f"{values:<32}{cells[0]:>22}{cells[1]:>22}")
+    if study.note:
+        lines.append(study.note)
+    return "\n".join(lines)
+
+
+def format_first_order(study: Study, results: list[dict]) -> str:
+    """Per point: the aux-only student's measured and first-order predicted accuracy, their
+    paired gap and their correlation over seeds; then the correlation over every seed of every
+    point (`results.first_order_summary`)."""
+    summary = first_order_summary(results)
+    lines = [
+        "first-order prediction (aux-only student, linearised around its init):",
+        f"{'point':<28}{'measured':>9}{'predicted':>10}{'predicted - measured':>28}"
+        f"{'r over seeds':>24}",
+    ]
+    for result, row in zip(results, summary["points"], strict=True):
+        gap = row["gap"]
+        ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
+        lines.append(
+            f"{study.point_label(result):<28}{row['measured']['mean']:>9.3f}"
+            f"{row['predicted']['mean']:>10.3f}{gap['mean']:>+12.3f}{ci:>16}"
+            f"{_r_text(row['r']):>24}"
+        )
+    pooled = summary["pooled_r"]
+    lines.append(f"over all {pooled['n']} seeds x points: r = {_r_text(pooled)}")
+    return "\n".join(lines)
+
+
+def _r_text(r: dict) -> str:
+    if r["r"] is None:
+        return "-"
+    return f"{r['r']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"

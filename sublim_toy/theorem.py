@@ -6,19 +6,21 @@ With a shared init (theta_S0 = theta0) the proof's expansion is dS.dT = eps A + 
 A = E_x[u^T M u] >= 0, so the student's step lowers the teacher's loss L_T. Here A is computed
 exactly (a JVP for u, M in closed form) and compared with dS.dT along an eps sweep; a student from
 an independent init shows what the shared init buys. Statement, proof and the map from proof
-steps to these functions: proofs/theorem1.md.
+steps to these functions: proofs/theorem1.md. This module computes numbers; their text is in
+theorem_report.py.
 
 All of it runs in float64, or the O(eps^2) remainder drowns in float32 rounding: call these
 functions inside `with jax.enable_x64(True):` on float64 parameters (`Network(...,
 param_dtype=jnp.float64)`). `mnist_check` does both and leaves the process's x64 setting as it
-found it. The steps that touch the network are jitted with the network, loss and outputs as
-static arguments, so a sweep compiles once and then reruns one call per eps.
+found it. The steps that touch the network are jitted with the `Imitation` setting as a static
+argument, so a sweep compiles once and then reruns one call per eps.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,10 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from optax import tree_utils as otu
 
-from sublim_toy.config import N_CLASSES, Config
-from sublim_toy.data import Dataset, noise_batch
-from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
-from sublim_toy.model import Network, Params, network_for, preprocess, select_outputs
+from sublim_toy.config import IMITATION_LOSSES, N_CLASSES, Config
+from sublim_toy.data import Dataset
+from sublim_toy.inputs import noise_batch, preprocess
+from sublim_toy.keys import Stream, seed_keys, stream
+from sublim_toy.losses import imitation_loss, teacher_loss
+from sublim_toy.model import Network, Params, network_for, select_outputs
 
 Objective = Callable[[Params], jax.Array]  # a loss as a function of the parameters only
 
@@ -47,6 +51,7 @@ MIN_WINDOW_DECADES = 1.0  # the remainder must fall like eps^2 over at least thi
 CURVATURE_EXAMPLES = 32  # inputs on which M is checked against autodiff and for PSD
 FIRST_ORDER_RTOL = 1e-4  # |dS.dT / eps - A| / A at the smallest eps
 LOSS_CHANGE_RTOL = 1e-2  # |change / (-eps alpha A) - 1| at the smallest eps
+AUTODIFF_RTOL = 1e-10  # max |closed-form M - autodiff M| / max |M|
 # A remainder below this fraction of eps A at every eps is rounding: dS.dT is exactly linear in
 # eps (e.g. ReLU, one hidden layer, MSE on outputs whose last layer L_T leaves alone).
 EXACTLY_LINEAR = 1e-7
@@ -55,11 +60,52 @@ EXACTLY_LINEAR = 1e-7
 # disagrees with the JVP (relu'(0) = 0) by more than this fraction of max|u|.
 DIFFERENTIABILITY_STEP = 1e-7
 DIFFERENTIABILITY_RTOL = 1e-4
-# fold_in tags of mnist_check's root key, one per purpose (adding one shifts no other stream)
-REFERENCE_INIT = 0
-TEACHER_BATCH = 1
-NOISE = 2
-INDEPENDENT_INIT = 3
+# What a condition can tell. "sanity": holds by construction of the closed forms (A >= 0 from a
+# PSD M built as diag(p) - pp^T or 2 diag(w)), so it catches a coding slip, not a false theorem.
+# "premise": checks an assumption of the theorem. "evidence": compares independent computations
+# (closed form against autodiff, the eps -> 0 limit, the actual loss change).
+CONDITION_ROLES = {
+    "A_nonnegative": "sanity",
+    "M_psd_null_space": "sanity",
+    "M_matches_autodiff": "evidence",
+    "differentiable_at_theta0": "premise",
+    "first_order_limit": "evidence",
+    "teacher_loss_decreases": "evidence",
+    "different_init_limit_nonzero": "evidence",
+}
+
+
+@dataclass(frozen=True)
+class Imitation:
+    """The student's side of Theorem 1: the network, L_S (`kind`, with optional MSE weights w)
+    and the distilled `outputs` ("all", or "aux" after the regular ones). Hashable, so jitted
+    functions take it as one static argument."""
+
+    network: Network
+    kind: str = "kl"
+    outputs: str = "all"
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in IMITATION_LOSSES:
+            raise ValueError(f"unknown imitation loss {self.kind!r}: choose kl or mse")
+        if self.outputs not in ("all", "aux"):
+            raise ValueError(f"outputs={self.outputs!r}: the student distils 'all' or 'aux'")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(float(w) for w in np.ravel(self.weights)))
+
+    def loss(self, student_logits, teacher_logits):
+        """L_S: `imitation_loss` of this kind on the distilled outputs, mean over the batch."""
+        return imitation_loss(
+            student_logits,
+            teacher_logits,
+            outputs=self.outputs,
+            kind=self.kind,
+            weights=self.weights,
+        )
+
+    def distilled(self, logits):
+        return select_outputs(logits, self.outputs)
 
 
 def require_float64(params: Params) -> None:
@@ -70,13 +116,6 @@ def require_float64(params: Params) -> None:
             f"the theorem check needs float64 parameters, got {sorted(map(str, dtypes))}: build "
             "Network(..., param_dtype=jnp.float64) and call inside `with jax.enable_x64(True):`"
         )
-
-
-def _check_kind_outputs(kind: str, outputs: str) -> None:
-    if kind not in ("kl", "mse"):
-        raise ValueError(f"unknown imitation loss {kind!r}: choose kl or mse")
-    if outputs not in ("all", "aux"):
-        raise ValueError(f"outputs={outputs!r}: the student distils 'all' or 'aux' outputs")
 
 
 # ---- the two updates (theorem statement) ------------------------------------------------------
@@ -99,28 +138,19 @@ def step(params: Params, direction: Params, size) -> Params:
     return otu.tree_add_scale(params, size, direction)
 
 
-@functools.partial(jax.jit, static_argnames=("network", "kind", "outputs"))
+@functools.partial(jax.jit, static_argnames=("imitation",))
 def student_update(
-    network: Network,
-    student_params: Params,
-    teacher_params: Params,
-    inputs_BxD,
-    *,
-    kind: str,
-    outputs: str,
-    weights=None,
+    imitation: Imitation, student_params: Params, teacher_params: Params, inputs_BxD
 ) -> Params:
     """Statement: dS = -grad_theta E_x[L_S(f_theta(x), y(x))] at theta_S0, y(x) = f_theta_T(x).
 
-    E_x is the mean over `inputs_BxD` (any input law D: noise by default). L_S is
-    `imitation_loss` of `kind` ("kl" or "mse") on the distilled `outputs` ("all" or "aux").
+    E_x is the mean over `inputs_BxD` (any input law D: noise by default).
     """
+    network = imitation.network
     labels = jax.lax.stop_gradient(network.apply(teacher_params, inputs_BxD))
 
     def imitation_objective(params):
-        return imitation_loss(
-            network.apply(params, inputs_BxD), labels, outputs=outputs, kind=kind, weights=weights
-        )
+        return imitation.loss(network.apply(params, inputs_BxD), labels)
 
     return otu.tree_scale(-1.0, jax.grad(imitation_objective)(student_params))
 
@@ -128,33 +158,33 @@ def student_update(
 # ---- the first-order coefficient (proof steps 2 and 3) --------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("network", "outputs"))
-def output_velocity(network: Network, params: Params, dT: Params, inputs_BxD, *, outputs: str):
+@functools.partial(jax.jit, static_argnames=("imitation",))
+def output_velocity(imitation: Imitation, params: Params, dT: Params, inputs_BxD):
     """Proof step 2: u(x) = J(x) dT [B, K'], the distilled outputs' velocity along dT (one JVP).
 
     u(x) = d/d eps f_{theta0 + eps dT}(x) at eps = 0: how the labels move as the teacher steps.
     """
-    _, velocity_BxK = jax.jvp(lambda p: network.apply(p, inputs_BxD), (params,), (dT,))
-    return select_outputs(velocity_BxK, outputs)
+    _, velocity_BxK = jax.jvp(lambda p: imitation.network.apply(p, inputs_BxD), (params,), (dT,))
+    return imitation.distilled(velocity_BxK)
 
 
-@functools.partial(jax.jit, static_argnames=("network", "outputs"))
-def _velocity_and_quotient(network, params, dT, inputs_BxD, *, outputs):
+@functools.partial(jax.jit, static_argnames=("imitation",))
+def velocity_and_quotient(imitation: Imitation, params, dT, inputs_BxD):
+    """u(x) and the one-sided difference quotient (f(theta0 + h dT) - f(theta0)) / h."""
     h = DIFFERENTIABILITY_STEP
-    moved = select_outputs(network.apply(step(params, dT, h), inputs_BxD), outputs)
-    start = select_outputs(network.apply(params, inputs_BxD), outputs)
-    return output_velocity(network, params, dT, inputs_BxD, outputs=outputs), (moved - start) / h
+    apply = imitation.network.apply
+    moved = imitation.distilled(apply(step(params, dT, h), inputs_BxD))
+    start = imitation.distilled(apply(params, inputs_BxD))
+    return output_velocity(imitation, params, dT, inputs_BxD), (moved - start) / h
 
 
-def one_sided_velocity_gap(
-    network: Network, params: Params, dT: Params, inputs_BxD, *, outputs: str
-) -> float:
+def one_sided_velocity_gap(imitation: Imitation, params: Params, dT: Params, inputs_BxD) -> float:
     """Proof step 2's premise: max |(f(theta0 + h dT) - f(theta0)) / h - u| / max |u|.
 
     Small (O(h)) when f is differentiable at theta0 along dT; order one at a kink, where the
     eps > 0 side of the sweep follows the one-sided derivative and the JVP does not.
     """
-    return _relative_gap(*_velocity_and_quotient(network, params, dT, inputs_BxD, outputs=outputs))
+    return _relative_gap(*velocity_and_quotient(imitation, params, dT, inputs_BxD))
 
 
 def _relative_gap(u_BxK, quotient_BxK) -> float:
@@ -164,25 +194,6 @@ def _relative_gap(u_BxK, quotient_BxK) -> float:
     if scale == 0.0:
         return 0.0 if gap == 0.0 else 1.0  # u = 0 but f moves: a kink at theta0
     return gap / scale
-
-
-def linearised_logits(network: Network, start_params: Params, params: Params, inputs_BxD):
-    """f(theta0, x) + J(theta0, x) (theta - theta0): the logits to first order around theta0.
-
-    The expansion behind Theorem 1 (Appendix C, step 2), applied to a whole run's update rather
-    than one step: how much of what the student's outputs became is the linear image, through
-    the Jacobian at its init, of how far its parameters moved. One JVP; any float dtype.
-    """
-    displacement = jax.tree.map(jnp.subtract, params, start_params)
-    logits, change = jax.jvp(
-        lambda p: network.apply(p, inputs_BxD), (start_params,), (displacement,)
-    )
-    return logits + change
-
-
-def linearised_accuracy(network: Network, start_params, params, inputs_BxD, labels_B):
-    """Test accuracy of `linearised_logits`' regular logits: the first-order prediction."""
-    return accuracy(linearised_logits(network, start_params, params, inputs_BxD), labels_B)
 
 
 def curvature(labels_K, *, kind: str, weights=None):
@@ -202,62 +213,43 @@ def curvature(labels_K, *, kind: str, weights=None):
     raise ValueError(f"unknown imitation loss {kind!r}: choose kl or mse")
 
 
-@functools.partial(jax.jit, static_argnames=("network", "kind", "outputs"))
-def first_order_coefficient(
-    network: Network,
-    params: Params,
-    dT: Params,
-    inputs_BxD,
-    *,
-    kind: str,
-    outputs: str,
-    weights=None,
-) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("imitation",))
+def first_order_coefficient(imitation: Imitation, params: Params, dT: Params, inputs_BxD):
     """Proof step 2: A = E_x[u(x)^T M(x) u(x)], the eps-coefficient of dS.dT with shared init.
 
     M is taken at the labels of eps = 0, y = f_theta0(x), where the expansion is made.
     """
-    u_BxK = output_velocity(network, params, dT, inputs_BxD, outputs=outputs)
-    labels_BxK = select_outputs(network.apply(params, inputs_BxD), outputs)
-    M_BxKxK = jax.vmap(functools.partial(curvature, kind=kind, weights=weights))(labels_BxK)
+    u_BxK = output_velocity(imitation, params, dT, inputs_BxD)
+    labels_BxK = imitation.distilled(imitation.network.apply(params, inputs_BxD))
+    M_BxKxK = jax.vmap(
+        functools.partial(curvature, kind=imitation.kind, weights=imitation.weights)
+    )(labels_BxK)
     return jnp.mean(jnp.einsum("bi,bij,bj->b", u_BxK, M_BxKxK, u_BxK))
 
 
-def _single_example_loss(kind: str, outputs: str, weights):
-    # imitation_loss of one example (a batch of one, so the batch mean is that example's loss)
-    def loss(student_logits_K, teacher_logits_K):
-        return imitation_loss(
-            student_logits_K[None],
-            teacher_logits_K[None],
-            outputs=outputs,
-            kind=kind,
-            weights=weights,
-        )
-
-    return loss
+def _single_example_loss(imitation: Imitation):
+    # L_S of one example (a batch of one, so the batch mean is that example's loss)
+    return lambda student_logits_K, teacher_logits_K: imitation.loss(
+        student_logits_K[None], teacher_logits_K[None]
+    )
 
 
-def autodiff_curvature(
-    student_logits_K, teacher_logits_K, *, kind: str, outputs: str, weights=None
-):
+def autodiff_curvature(imitation: Imitation, student_logits_K, teacher_logits_K):
     """Proof step 3, independently: -d^2 L_S / (dy dz) of `imitation_loss` by autodiff [K', K'].
 
     Takes full logit vectors (z, y) of one example and returns the block of the distilled outputs.
     """
-    loss = _single_example_loss(kind, outputs, weights)
+    loss = _single_example_loss(imitation)
     hessian_KxK = jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(
         student_logits_K, teacher_logits_K
     )  # [i, j] = d^2 L_S / (dz_i dy_j)
-    block = select_outputs(select_outputs(hessian_KxK, outputs).T, outputs).T
-    return -block
+    return -imitation.distilled(imitation.distilled(hessian_KxK).T).T
 
 
-def imitation_gradient(
-    student_logits_K, teacher_logits_K, *, kind: str, outputs: str, weights=None
-):
+def imitation_gradient(imitation: Imitation, student_logits_K, teacher_logits_K):
     """Proof step 1: dL_S/dz [K'] of one example, on the distilled outputs (autodiff)."""
-    loss = _single_example_loss(kind, outputs, weights)
-    return select_outputs(jax.grad(loss)(student_logits_K, teacher_logits_K), outputs)
+    loss = _single_example_loss(imitation)
+    return imitation.distilled(jax.grad(loss)(student_logits_K, teacher_logits_K))
 
 
 def curvature_check(M_BxKxK, gradient_BxK, *, kind: str) -> dict:
@@ -297,19 +289,55 @@ def curvature_check(M_BxKxK, gradient_BxK, *, kind: str) -> dict:
     }
 
 
+@functools.partial(jax.jit, static_argnames=("imitation",))
+def _curvatures(imitation: Imitation, student_params, teacher_params, inputs_BxD):
+    # per example: M in closed form, M by autodiff, dL_S/dz
+    student_logits_BxK = imitation.network.apply(student_params, inputs_BxD)
+    teacher_logits_BxK = imitation.network.apply(teacher_params, inputs_BxD)
+    closed_form = jax.vmap(
+        functools.partial(curvature, kind=imitation.kind, weights=imitation.weights)
+    )(imitation.distilled(teacher_logits_BxK))
+    pairs = (student_logits_BxK, teacher_logits_BxK)
+    by_autodiff = jax.vmap(functools.partial(autodiff_curvature, imitation))(*pairs)
+    gradient = jax.vmap(functools.partial(imitation_gradient, imitation))(*pairs)
+    return closed_form, by_autodiff, gradient
+
+
+def real_output_curvature(
+    imitation: Imitation, student_params: Params, teacher_params: Params, inputs_BxD
+) -> dict:
+    """Proof step 3 on real outputs: `curvature_check` at (z, y) = (student, teacher) outputs,
+    plus the largest gap between the closed-form M and `autodiff_curvature`."""
+    closed_form, by_autodiff, gradient = map(
+        np.asarray, _curvatures(imitation, student_params, teacher_params, inputs_BxD)
+    )
+    check = curvature_check(closed_form, gradient, kind=imitation.kind)
+    scale = float(np.max(np.abs(closed_form))) or 1.0
+    check["autodiff_max_error_relative"] = float(np.max(np.abs(closed_form - by_autodiff))) / scale
+    return check
+
+
 # ---- sweeps (proof steps 1, 2, 4, 5) ----------------------------------------------------------
 
 
+@functools.partial(jax.jit, static_argnames=("imitation", "teacher_objective"))
+def _sweep_point(imitation, params, student_init, dT, inputs_BxD, size, alpha, teacher_objective):
+    # one eps of the sweep in one compiled call: dS.dT, |dS|, L_T(theta_S) - L_T(theta_S0)
+    dS = student_update(imitation, student_init, step(params, dT, size), inputs_BxD)
+    loss_change = jnp.nan
+    if teacher_objective is not None:
+        moved = teacher_objective(step(student_init, dS, alpha))
+        loss_change = moved - teacher_objective(student_init)
+    return otu.tree_vdot(dS, dT), otu.tree_norm(dS), loss_change
+
+
 def eps_sweep(
-    network: Network,
+    imitation: Imitation,
     params: Params,
     student_init: Params,
     dT: Params,
     inputs_BxD,
     *,
-    kind: str,
-    outputs: str,
-    weights=None,
     teacher_objective: Objective | None = None,
     eps: Sequence[float] = DEFAULT_EPS,
     alpha: float = 1.0,
@@ -320,21 +348,11 @@ def eps_sweep(
     (`params` itself for the shared init). With `teacher_objective` also
     L_T(theta_S0 + alpha dS) - L_T(theta_S0), which step 4 predicts to be -eps alpha A + O(eps^2).
     """
-    teacher_norm = _norm(dT)
+    teacher_norm = float(otu.tree_norm(dT))
     dots, cosines, loss_changes = [], [], []
     for size in eps:
         dot, student_norm, loss_change = _sweep_point(
-            network,
-            params,
-            student_init,
-            dT,
-            inputs_BxD,
-            size,
-            alpha,
-            weights,
-            kind=kind,
-            outputs=outputs,
-            teacher_objective=teacher_objective,
+            imitation, params, student_init, dT, inputs_BxD, size, alpha, teacher_objective
         )
         norms = float(student_norm) * teacher_norm
         dots.append(float(dot))
@@ -346,72 +364,15 @@ def eps_sweep(
     return sweep
 
 
-@functools.partial(jax.jit, static_argnames=("network", "kind", "outputs", "teacher_objective"))
-def _sweep_point(
-    network,
-    params,
-    student_init,
-    dT,
-    inputs_BxD,
-    size,
-    alpha,
-    weights,
-    *,
-    kind,
-    outputs,
-    teacher_objective,
-):
-    # one eps of the sweep in one compiled call: dS.dT, |dS|, L_T(theta_S) - L_T(theta_S0)
-    dS = student_update(
-        network,
-        student_init,
-        step(params, dT, size),
-        inputs_BxD,
-        kind=kind,
-        outputs=outputs,
-        weights=weights,
-    )
-    loss_change = jnp.nan
-    if teacher_objective is not None:
-        loss_change = teacher_objective(step(student_init, dS, alpha)) - teacher_objective(
-            student_init
-        )
-    return otu.tree_vdot(dS, dT), otu.tree_norm(dS), loss_change
-
-
-def _norm(tree) -> float:
-    return float(np.sqrt(sum(np.sum(np.asarray(leaf) ** 2) for leaf in jax.tree.leaves(tree))))
-
-
 def limit_dot(
-    network: Network,
-    params: Params,
-    student_init: Params,
-    dT: Params,
-    inputs_BxD,
-    *,
-    kind: str,
-    outputs: str,
-    weights=None,
+    imitation: Imitation, params: Params, student_init: Params, dT: Params, inputs_BxD
 ) -> float:
     """Proof step 5: lim_{eps -> 0} dS.dT = dS(0).dT, dS(0) being the step towards theta0 itself.
 
     Zero with a shared init (dL_S/dz = 0 at z = y); with an independent init, nothing makes it
     zero or fixes its sign.
     """
-    dot, _, _ = _sweep_point(
-        network,
-        params,
-        student_init,
-        dT,
-        inputs_BxD,
-        0.0,
-        0.0,
-        weights,
-        kind=kind,
-        outputs=outputs,
-        teacher_objective=None,
-    )
+    dot, _, _ = _sweep_point(imitation, params, student_init, dT, inputs_BxD, 0.0, 0.0, None)
     return float(dot)
 
 
@@ -453,66 +414,8 @@ def asymptotic_window(eps, remainder, band: tuple[float, float] = SLOPE_BAND):
     return best
 
 
-# ---- the whole check ------------------------------------------------------------------------
-
-
-def _json_floats(values) -> list:
-    return [None if not np.isfinite(v) else float(v) for v in values]
-
-
-def _condition(passed: bool | None, detail: str) -> dict:
-    return {"passed": passed, "detail": detail}
-
-
-@functools.partial(jax.jit, static_argnames=("network", "kind", "outputs"))
-def _curvatures(network, student_params, teacher_params, inputs_BxD, *, kind, outputs, weights):
-    # per example: M in closed form, M by autodiff, dL_S/dz
-    student_logits_BxK = network.apply(student_params, inputs_BxD)
-    teacher_logits_BxK = network.apply(teacher_params, inputs_BxD)
-    options = dict(kind=kind, outputs=outputs, weights=weights)
-    closed_form = jax.vmap(functools.partial(curvature, kind=kind, weights=weights))(
-        select_outputs(teacher_logits_BxK, outputs)
-    )
-    by_autodiff = jax.vmap(functools.partial(autodiff_curvature, **options))(
-        student_logits_BxK, teacher_logits_BxK
-    )
-    gradient = jax.vmap(functools.partial(imitation_gradient, **options))(
-        student_logits_BxK, teacher_logits_BxK
-    )
-    return closed_form, by_autodiff, gradient
-
-
-def real_output_curvature(
-    network: Network,
-    student_params: Params,
-    teacher_params: Params,
-    inputs_BxD,
-    *,
-    kind: str,
-    outputs: str,
-    weights=None,
-) -> dict:
-    """Proof step 3 on real outputs: `curvature_check` at (z, y) = (student, teacher) outputs,
-    plus the largest gap between the closed-form M and `autodiff_curvature`."""
-    closed_form, by_autodiff, gradient = map(
-        np.asarray,
-        _curvatures(
-            network,
-            student_params,
-            teacher_params,
-            inputs_BxD,
-            kind=kind,
-            outputs=outputs,
-            weights=weights,
-        ),
-    )
-    check = curvature_check(closed_form, gradient, kind=kind)
-    scale = float(np.max(np.abs(closed_form))) or 1.0
-    check["autodiff_max_error_relative"] = float(np.max(np.abs(closed_form - by_autodiff))) / scale
-    return check
-
-
-def _window_summary(eps, remainder) -> dict:
+def window_summary(eps, remainder) -> dict:
+    """`asymptotic_window` as JSON: its eps range, width in decades and fitted slope."""
     window = asymptotic_window(eps, remainder)
     if window is None:
         return {"window": None, "window_decades": 0.0, "slope": None}
@@ -524,15 +427,28 @@ def _window_summary(eps, remainder) -> dict:
     }
 
 
+def exactly_linear_up_to(eps, remainder, A: float) -> float:
+    """Largest eps below which every remainder is within rounding of zero (0 if none)."""
+    linear = np.asarray(remainder) <= EXACTLY_LINEAR * np.asarray(eps) * A
+    if not linear[0]:
+        return 0.0
+    first_not = int(np.argmin(linear)) if not linear.all() else len(linear)
+    return float(eps[first_not - 1])
+
+
+def _json_floats(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+# ---- the whole check ------------------------------------------------------------------------
+
+
 def check_theorem(
-    network: Network,
+    imitation: Imitation,
     params: Params,
     teacher_objective: Objective,
     inputs_BxD,
     *,
-    kind: str = "kl",
-    outputs: str = "all",
-    weights=None,
     eps: Sequence[float] = DEFAULT_EPS,
     alpha: float = 1.0,
     different_inits: Sequence[Params] = (),
@@ -544,26 +460,58 @@ def check_theorem(
     sweep, all of them the eps -> 0 limit of dS.dT (step 5). Conditions are True / False / None
     (not applicable); `passed` is False iff some condition is False.
     """
-    _check_kind_outputs(kind, outputs)
-    require_float64(params)
-    for other in different_inits:
-        require_float64(other)
+    for tree in (params, *different_inits):
+        require_float64(tree)
     eps = np.sort(np.asarray(eps, np.float64))
     if eps.size < 3 or eps[0] <= 0:
         raise ValueError("eps: give at least 3 positive step sizes")
-    options = dict(kind=kind, outputs=outputs, weights=weights)
-
     dT = teacher_update(teacher_objective, params)
-    A = float(first_order_coefficient(network, params, dT, inputs_BxD, **options))
-    u_BxK, quotient_BxK = _velocity_and_quotient(network, params, dT, inputs_BxD, outputs=outputs)
+    report: dict[str, Any] = {
+        "setting": _setting(imitation, params, inputs_BxD, alpha),
+        **_shared_init(imitation, params, dT, inputs_BxD, teacher_objective, eps, alpha),
+        "different_init": None,
+    }
+    if different_inits:
+        report["different_init"] = _different_init(
+            imitation, params, dT, inputs_BxD, different_inits, eps, alpha
+        )
+    # z far from y (an independent student, when given) so that dL_S/dz is far from zero
+    report["curvature"] = real_output_curvature(
+        imitation,
+        different_inits[0] if different_inits else params,
+        step(params, dT, float(eps[-1])),
+        np.asarray(inputs_BxD)[:CURVATURE_EXAMPLES],
+    )
+    report["conditions"] = conditions(report)
+    report["passed"] = all(c["passed"] is not False for c in report["conditions"].values())
+    return report
+
+
+def _setting(imitation: Imitation, params, inputs_BxD, alpha: float) -> dict:
+    network = imitation.network
+    return {
+        "sizes": list(network.sizes),
+        "activation": network.activation,
+        "n_params": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
+        "kind": imitation.kind,
+        "outputs": imitation.outputs,
+        "weights": None if imitation.weights is None else list(imitation.weights),
+        "inputs": int(inputs_BxD.shape[0]),
+        "alpha": float(alpha),
+        "dtype": "float64",
+    }
+
+
+def _shared_init(imitation, params, dT, inputs_BxD, teacher_objective, eps, alpha) -> dict:
+    """A, the premise of step 2, and the shared-init eps sweep with its remainders."""
+    A = float(first_order_coefficient(imitation, params, dT, inputs_BxD))
+    u_BxK, quotient_BxK = velocity_and_quotient(imitation, params, dT, inputs_BxD)
     u_scale = float(np.mean(np.sum(np.asarray(u_BxK) ** 2, axis=-1)))  # E|u|^2, A's unit
     # A <= E|u|^2 * largest eigenvalue of M (<= 1 for KL, 2 max w for MSE): A's natural scale
-    m_bound = 1.0 if kind == "kl" else 2.0 * (1.0 if weights is None else float(np.max(weights)))
-    A_is_zero = abs(A) <= ZERO_RELATIVE * u_scale * m_bound
-    velocity_gap = _relative_gap(u_BxK, quotient_BxK)
-
+    weights = imitation.weights
+    m_bound = 1.0 if imitation.kind == "kl" else 2.0 * (max(weights) if weights else 1.0)
     shared = eps_sweep(
-        network,
+        imitation,
         params,
         params,
         dT,
@@ -571,246 +519,142 @@ def check_theorem(
         teacher_objective=teacher_objective,
         eps=eps,
         alpha=alpha,
-        **options,
     )
     predicted_change = -eps * alpha * A
     remainder = np.abs(shared["dot"] - eps * A)
     loss_remainder = np.abs(shared["teacher_loss_change"] - predicted_change)
-    vanishes = bool(np.all(np.abs(shared["cos"]) <= ZERO_COSINE))
-
-    report: dict[str, Any] = {
-        "setting": {
-            "sizes": list(network.sizes),
-            "activation": network.activation,
-            "n_params": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
-            "kind": kind,
-            "outputs": outputs,
-            "weights": None if weights is None else [float(w) for w in np.ravel(weights)],
-            "inputs": int(inputs_BxD.shape[0]),
-            "alpha": float(alpha),
-            "dtype": "float64",
-        },
+    return {
         "A": A,
-        "teacher_update_norm": _norm(dT),
+        "A_is_zero": abs(A) <= ZERO_RELATIVE * u_scale * m_bound,
+        "teacher_update_norm": float(otu.tree_norm(dT)),
         "mean_u_squared": u_scale,
-        "one_sided_velocity_gap": velocity_gap,
+        "one_sided_velocity_gap": _relative_gap(u_BxK, quotient_BxK),
         "eps": eps.tolist(),
         "shared_init": {
             "dot": shared["dot"].tolist(),
             "dot_over_eps": (shared["dot"] / eps).tolist(),
             "remainder": remainder.tolist(),
             "remainder_local_slopes": _json_floats(local_slopes(eps, remainder)),
-            "remainder_fit": _window_summary(eps, remainder),
+            "remainder_fit": window_summary(eps, remainder),
+            "exactly_linear_up_to": exactly_linear_up_to(eps, remainder, A),
             "dot_slope": loglog_slope(eps, shared["dot"]),
             "cos": shared["cos"].tolist(),
             "teacher_loss_change": shared["teacher_loss_change"].tolist(),
             "predicted_loss_change": predicted_change.tolist(),
             "loss_change_remainder": loss_remainder.tolist(),
-            "loss_change_remainder_fit": _window_summary(eps, loss_remainder),
+            "loss_change_remainder_fit": window_summary(eps, loss_remainder),
         },
-        "different_init": None,
-        "vanishes_identically": vanishes,
+        "vanishes_identically": bool(np.all(np.abs(shared["cos"]) <= ZERO_COSINE)),
     }
-    if different_inits:
-        cross = eps_sweep(
-            network, params, different_inits[0], dT, inputs_BxD, eps=eps, alpha=alpha, **options
-        )
-        limits = np.array(
-            [
-                limit_dot(network, params, other, dT, inputs_BxD, **options)
-                for other in different_inits
-            ]
-        )
-        report["different_init"] = {
-            "dot": cross["dot"].tolist(),
-            "cos": cross["cos"].tolist(),
-            "dot_slope": loglog_slope(eps, cross["dot"]),
-            "limits": limits.tolist(),  # dS(0).dT, one per independent init
-            "fraction_negative": float(np.mean(limits < 0)),
-            "n_inits": len(different_inits),
-        }
-    # z far from y (an independent student, when given) so that dL_S/dz is far from zero
-    report["curvature"] = real_output_curvature(
-        network,
-        different_inits[0] if different_inits else params,
-        step(params, dT, float(eps[-1])),
-        np.asarray(inputs_BxD)[:CURVATURE_EXAMPLES],
-        **options,
-    )
-    report["conditions"] = _conditions(report, A_is_zero)
-    report["passed"] = all(c["passed"] is not False for c in report["conditions"].values())
-    report["verdict"] = _verdict(report)
-    return report
 
 
-def _conditions(report: dict, A_is_zero: bool) -> dict:
-    A, eps, shared = report["A"], report["eps"], report["shared_init"]
-    conditions = {}
-    conditions["A_nonnegative"] = _condition(
-        A >= 0 or A_is_zero, f"A = {A:.6g} (step 3: u^T M u >= 0 for PSD M)"
-    )
-    curv = report["curvature"]
-    orthogonal = (
-        f", |1.dL_S/dz| {curv['ones_dot_gradient_relative']:.2g}" if curv["kind"] == "kl" else ""
-    )
-    conditions["M_psd_null_space"] = _condition(
-        curv["passed"],
-        f"min eigenvalue {curv['min_eigenvalue_relative']:.2g} (relative), null space dims "
-        f"{curv['null_space_dims']} (expected {curv['expected_null_space_dim']}){orthogonal}",
-    )
-    conditions["M_matches_autodiff"] = _condition(
-        curv["autodiff_max_error_relative"] <= 1e-10,
-        f"max |closed form - autodiff| / max|M| = {curv['autodiff_max_error_relative']:.2g}",
-    )
+def _different_init(imitation, params, dT, inputs_BxD, others, eps, alpha) -> dict:
+    """Proof step 5: the eps sweep from the first independent init, the limit from all."""
+    cross = eps_sweep(imitation, params, others[0], dT, inputs_BxD, eps=eps, alpha=alpha)
+    limits = np.array([limit_dot(imitation, params, other, dT, inputs_BxD) for other in others])
+    return {
+        "dot": cross["dot"].tolist(),
+        "cos": cross["cos"].tolist(),
+        "dot_slope": loglog_slope(eps, cross["dot"]),
+        "limits": limits.tolist(),  # dS(0).dT, one per independent init
+        "fraction_negative": float(np.mean(limits < 0)),
+        "n_inits": len(others),
+    }
+
+
+def _condition(name: str, passed: bool | None, case: str = "checked", **values) -> dict:
+    """One condition: passed (None: not applicable), the case that decided it, its numbers."""
+    return {"passed": passed, "role": CONDITION_ROLES[name], "case": case, **values}
+
+
+def conditions(report: dict) -> dict:
+    """Every condition of the check, as numbers (their text: theorem_report.condition_text)."""
+    A, curvature_report = report["A"], report["curvature"]
     gap = report["one_sided_velocity_gap"]
-    differentiable = gap <= DIFFERENTIABILITY_RTOL
-    conditions["differentiable_at_theta0"] = _condition(
-        differentiable,
-        f"one-sided difference quotient of f along dT vs the JVP u: gap {gap:.2g} x max|u|"
-        + ("" if differentiable else " (a kink at theta0, e.g. a ReLU unit exactly at 0)"),
-    )
+    found = {
+        "A_nonnegative": _condition("A_nonnegative", A >= 0 or report["A_is_zero"], A=A),
+        "M_psd_null_space": _condition("M_psd_null_space", curvature_report["passed"]),
+        "M_matches_autodiff": _condition(
+            "M_matches_autodiff",
+            curvature_report["autodiff_max_error_relative"] <= AUTODIFF_RTOL,
+            error=curvature_report["autodiff_max_error_relative"],
+        ),
+        "differentiable_at_theta0": _condition(
+            "differentiable_at_theta0", gap <= DIFFERENTIABILITY_RTOL, gap=gap
+        ),
+    }
+    found.update(_expansion_conditions(report, differentiable=gap <= DIFFERENTIABILITY_RTOL))
+    found["different_init_limit_nonzero"] = _different_init_condition(report)
+    return found
+
+
+def _expansion_conditions(report: dict, *, differentiable: bool) -> dict:
+    """first_order_limit and teacher_loss_decreases: steps 2 and 4 at the smallest eps."""
+    A, A_is_zero, shared = report["A"], report["A_is_zero"], report["shared_init"]
+    names = ("first_order_limit", "teacher_loss_decreases")
     if report["vanishes_identically"]:
-        detail = "dS.dT vanishes identically (every eps): the theorem's first alternative"
-        conditions["first_order_limit"] = _condition(
-            A_is_zero, detail + ("; A = 0 as it must" if A_is_zero else f"; but A = {A:.3g}")
-        )
-        conditions["teacher_loss_decreases"] = _condition(None, detail)
-    elif not differentiable:
-        detail = "f is not differentiable at theta0 along dT: outside the theorem's assumptions"
-        conditions["first_order_limit"] = _condition(None, detail)
-        conditions["teacher_loss_decreases"] = _condition(None, detail)
-    elif A_is_zero:
+        # the theorem's first alternative: then A must be 0 too
+        return {
+            "first_order_limit": _condition(names[0], A_is_zero, "vanishes", A=A),
+            "teacher_loss_decreases": _condition(names[1], None, "vanishes"),
+        }
+    if not differentiable:
+        return {name: _condition(name, None, "not_differentiable") for name in names}
+    if A_is_zero:
         # step 3: A = 0 puts u(x) in the null space of M(x), which is orthogonal to dL_S/dz, so
         # dS.dT = -E[dL_S/dz . u] would vanish at every eps; it does not, so something is wrong
-        detail = "A = 0 but dS.dT does not vanish identically, contrary to step 3"
-        conditions["first_order_limit"] = _condition(False, detail)
-        conditions["teacher_loss_decreases"] = _condition(None, detail)
-    else:
-        relative_error = abs(shared["dot_over_eps"][0] - A) / A
-        fit = shared["remainder_fit"]
-        fit_ok = fit["window_decades"] >= MIN_WINDOW_DECADES
-        fit_detail = (
-            f"remainder ~ eps^{_fmt_slope(fit['slope'])} over {_fmt_window(fit)} (want "
-            f"slope {SLOPE_BAND[0]}..{SLOPE_BAND[1]} over >= {MIN_WINDOW_DECADES:g} decade)"
-        )
-        linear_up_to = _exactly_linear_up_to(eps, shared["remainder"], A)
-        if not fit_ok and linear_up_to / eps[0] >= 10**MIN_WINDOW_DECADES:
-            fit_ok = True
-            fit_detail = (
-                f"remainder <= {EXACTLY_LINEAR:g} x eps A (float64 rounding) for eps <= "
-                f"{linear_up_to:.1e}: dS.dT is exactly linear in eps there"
-            )
-        conditions["first_order_limit"] = _condition(
-            relative_error <= FIRST_ORDER_RTOL and fit_ok,
-            f"|dS.dT/eps - A|/A = {relative_error:.2g} at eps = {eps[0]:.0e}; {fit_detail}",
-        )
-        change, predicted = shared["teacher_loss_change"][0], shared["predicted_loss_change"][0]
-        ratio = change / predicted
-        conditions["teacher_loss_decreases"] = _condition(
+        return {
+            "first_order_limit": _condition(names[0], False, "A_zero_not_vanishing", A=A),
+            "teacher_loss_decreases": _condition(names[1], None, "A_zero_not_vanishing"),
+        }
+    eps = report["eps"]
+    relative_error = abs(shared["dot_over_eps"][0] - A) / A
+    fit = shared["remainder_fit"]
+    linear_up_to = shared["exactly_linear_up_to"]
+    window_ok = fit["window_decades"] >= MIN_WINDOW_DECADES
+    linear_ok = not window_ok and linear_up_to / eps[0] >= 10**MIN_WINDOW_DECADES
+    change, predicted = shared["teacher_loss_change"][0], shared["predicted_loss_change"][0]
+    ratio = change / predicted
+    return {
+        "first_order_limit": _condition(
+            names[0],
+            relative_error <= FIRST_ORDER_RTOL and (window_ok or linear_ok),
+            "exactly_linear" if linear_ok else "remainder_fit",
+            eps=eps[0],
+            relative_error=relative_error,
+            fit=fit,
+            linear_up_to=linear_up_to,
+        ),
+        "teacher_loss_decreases": _condition(
+            names[1],
             change < 0 and abs(ratio - 1) <= LOSS_CHANGE_RTOL,
-            f"L_T(theta_S) - L_T(theta_S0) = {change:.3g} at eps = {eps[0]:.0e}, "
-            f"{ratio:.6f} x (-eps alpha A)",
-        )
-    cross = report["different_init"]
+            eps=eps[0],
+            change=change,
+            ratio=ratio,
+        ),
+    }
+
+
+def _different_init_condition(report: dict) -> dict:
+    name, cross = "different_init_limit_nonzero", report["different_init"]
     if cross is None:
-        conditions["different_init_limit_nonzero"] = _condition(None, "no independent init given")
-    elif report["vanishes_identically"]:
-        conditions["different_init_limit_nonzero"] = _condition(
-            None, "dS.dT vanishes identically: L_S does not reach the parameters L_T moves"
-        )
-    else:
-        limit, at_smallest = cross["limits"][0], cross["dot"][0]
-        nonzero = abs(cross["cos"][0]) > ZERO_COSINE
-        # the limit is approached, not jumped to: dS.dT at the smallest eps is within 1 % of it
-        continuous = abs(at_smallest - limit) <= 1e-2 * abs(limit)
-        conditions["different_init_limit_nonzero"] = _condition(
-            nonzero and continuous,
-            f"dS(0).dT = {limit:.3g} (dS.dT at eps = {eps[0]:.0e}: {at_smallest:.3g}; shared "
-            f"init: {shared['dot'][0]:.3g}); negative for {cross['fraction_negative']:.0%} of "
-            f"{cross['n_inits']} inits",
-        )
-    return conditions
-
-
-def _exactly_linear_up_to(eps, remainder, A: float) -> float:
-    """Largest eps below which every remainder is within rounding of zero (0 if none)."""
-    linear = np.asarray(remainder) <= EXACTLY_LINEAR * np.asarray(eps) * A
-    if not linear[0]:
-        return 0.0
-    first_not = int(np.argmin(linear)) if not linear.all() else len(linear)
-    return float(eps[first_not - 1])
-
-
-def _verdict(report: dict) -> str:
+        return _condition(name, None, "no_independent_init")
     if report["vanishes_identically"]:
-        return "dS.dT vanishes identically: the student's step does not move L_T"
-    if report["conditions"]["differentiable_at_theta0"]["passed"] is False:
-        return "outside the assumptions: f is not differentiable at theta0 along dT"
-    if report["passed"]:
-        return "A > 0: dS.dT = eps A + O(eps^2) and the student's step lowers L_T for small eps"
-    failed = [name for name, c in report["conditions"].items() if c["passed"] is False]
-    return f"FAILED: {', '.join(failed)}"
-
-
-def _fmt_slope(slope: float | None) -> str:
-    return "n/a" if slope is None else f"{slope:.3f}"
-
-
-def _fmt_window(fit: dict) -> str:
-    if fit["window"] is None:
-        return "no eps window"
-    low, high = fit["window"]
-    return f"eps {low:.1e}..{high:.1e} ({fit['window_decades']:.1f} decades)"
-
-
-def format_report(report: dict) -> str:
-    """The eps table (dS.dT/eps -> A, remainder, teacher-loss change, cos) and the conditions."""
-    shared, cross = report["shared_init"], report["different_init"]
-    setting = report["setting"]
-    slopes = [None, *shared["remainder_local_slopes"]]
-    lines = [
-        f"Theorem 1 check: {'-'.join(map(str, setting['sizes']))} {setting['activation']} MLP "
-        f"({setting['n_params']} params, {setting['dtype']}), L_S = {setting['kind']} on "
-        f"{setting['outputs']} outputs, {setting['inputs']} inputs, alpha = {setting['alpha']:g}",
-        f"A = E[u^T M u] = {report['A']:.6e}   |dT| = {report['teacher_update_norm']:.4g}",
-        "",
-        f"{'eps':>7} {'dS.dT/eps':>13} {'A':>13} {'|dS.dT-eps A|':>13} {'slope':>5} "
-        f"{'dL_T':>10} {'-eps a A':>10} {'cos':>7}" + (f" {'dS.dT indep':>11}" if cross else ""),
-    ]
-    for i, size in enumerate(report["eps"]):
-        slope = "" if slopes[i] is None else f"{slopes[i]:.2f}"
-        row = (
-            f"{size:7.1e} {shared['dot_over_eps'][i]:13.6e} {report['A']:13.6e} "
-            f"{shared['remainder'][i]:13.3e} {slope:>5} {shared['teacher_loss_change'][i]:10.3e} "
-            f"{shared['predicted_loss_change'][i]:10.3e} {shared['cos'][i]:7.4f}"
-        )
-        if cross:
-            row += f" {cross['dot'][i]:11.4e}"
-        lines.append(row)
-    lines.append("")
-    fit, loss_fit = shared["remainder_fit"], shared["loss_change_remainder_fit"]
-    lines.append(
-        f"remainder |dS.dT - eps A| ~ eps^{_fmt_slope(fit['slope'])} over {_fmt_window(fit)}; "
-        f"teacher-loss remainder ~ eps^{_fmt_slope(loss_fit['slope'])} over "
-        f"{_fmt_window(loss_fit)}"
+        return _condition(name, None, "vanishes")
+    limit, at_smallest = cross["limits"][0], cross["dot"][0]
+    nonzero = abs(cross["cos"][0]) > ZERO_COSINE
+    # the limit is approached, not jumped to: dS.dT at the smallest eps is within 1 % of it
+    continuous = abs(at_smallest - limit) <= 1e-2 * abs(limit)
+    return _condition(
+        name,
+        nonzero and continuous,
+        eps=report["eps"][0],
+        limit=limit,
+        at_smallest=at_smallest,
+        shared_at_smallest=report["shared_init"]["dot"][0],
+        fraction_negative=cross["fraction_negative"],
+        n_inits=cross["n_inits"],
     )
-    lines.append(
-        f"|dS.dT| ~ eps^{_fmt_slope(shared['dot_slope'])} with the shared init"
-        + (f", eps^{_fmt_slope(cross['dot_slope'])} with an independent one" if cross else "")
-    )
-    if cross:
-        limits = np.asarray(cross["limits"])
-        lines.append(
-            f"independent inits: lim dS.dT = dS(0).dT over {cross['n_inits']} inits from "
-            f"{limits.min():.3g} to {limits.max():.3g}, negative for "
-            f"{cross['fraction_negative']:.0%}: nothing fixes its sign"
-        )
-    lines.append("")
-    for name, condition in report["conditions"].items():
-        mark = {True: "PASS", False: "FAIL", None: "n/a "}[condition["passed"]]
-        lines.append(f"  {mark}  {name}: {condition['detail']}")
-    lines.append(f"verdict: {report['verdict']}")
-    return "\n".join(lines)
 
 
 # ---- the MNIST setting (section 6.2) ----------------------------------------------------------
@@ -832,49 +676,49 @@ def mnist_check(
     """Theorem 1 on the paper's MLP (784-256-256-13, float64, fresh N(0, 1/d_in) init).
 
     L_T is `teacher_loss` on a fixed batch of MNIST training digits; D is U(-1, 1) noise
-    (`noise_batch`), as for the paper's students. Runs under x64 and restores the caller's setting.
+    (`noise_batch`), as for the paper's students. Keys are drawn as for seed 0 of a run with root
+    seed `seed` (`keys.Stream`). Runs under x64 and restores the caller's setting.
     """
     config = Config(seed=seed, aux=aux, hidden=tuple(hidden), imitation_loss=kind)
     if different_inits < 1:
         raise ValueError("different_inits must be >= 1")
     with jax.enable_x64(True):
         network = network_for(config, dataset.input_dim, param_dtype=jnp.float64)
-        root = jax.random.key(seed)
+        key = seed_keys(seed, 1)
+
+        def purpose(tag: Stream):
+            return stream(key, tag)[0]
+
         init = jax.jit(network.init)
-        params = init(jax.random.fold_in(root, REFERENCE_INIT))
-        independent = jax.random.fold_in(root, INDEPENDENT_INIT)
-        others = [init(jax.random.fold_in(independent, i)) for i in range(different_inits)]
-        n_train = len(dataset.train_labels)
-        chosen = np.asarray(
-            jax.random.choice(
-                jax.random.fold_in(root, TEACHER_BATCH),
-                n_train,
-                (min(batch_size, n_train),),
-                replace=False,
-            )
-        )
-        images = preprocess(dataset.train_images[chosen]).astype(jnp.float64)
-        labels = jnp.asarray(dataset.train_labels[chosen], jnp.int32)
-        noise = noise_batch(
-            jax.random.fold_in(root, NOISE), 0, batch_size=batch_size, input_dim=dataset.input_dim
-        )
+        independent = purpose(Stream.INDEPENDENT_INIT)
+        images, labels = _digit_batch(dataset, purpose(Stream.TEACHER_BATCH), batch_size)
         report = check_theorem(
-            network,
-            params,
+            Imitation(network, kind, outputs),
+            init(purpose(Stream.REFERENCE_INIT)),
             classification_objective(network, images, labels),
-            noise,
-            kind=kind,
-            outputs=outputs,
+            noise_batch(
+                purpose(Stream.NOISE), 0, batch_size=batch_size, input_dim=dataset.input_dim
+            ),
             eps=eps,
             alpha=alpha,
-            different_inits=others,
+            different_inits=[
+                init(jax.random.fold_in(independent, i)) for i in range(different_inits)
+            ],
         )
     report["setting"].update(
         seed=seed,
-        teacher_loss=f"teacher_loss on {len(chosen)} MNIST training digits",
+        teacher_loss=f"teacher_loss on {len(labels)} MNIST training digits",
         student_inputs="U(-1, 1) noise",
         data_source=dataset.source,
         data_sha256=dataset.sha256,
         n_classes=N_CLASSES,
     )
     return report
+
+
+def _digit_batch(dataset: Dataset, key, batch_size: int):
+    """A fixed batch of distinct training digits (float64, in [-1, 1]) and their labels."""
+    n_train = len(dataset.train_labels)
+    chosen = np.asarray(jax.random.choice(key, n_train, (min(batch_size, n_train),), replace=False))
+    images = preprocess(dataset.train_images[chosen]).astype(jnp.float64)
+    return images, jnp.asarray(dataset.train_labels[chosen], jnp.int32)

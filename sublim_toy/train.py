@@ -1,21 +1,62 @@
-"""Pure training steps (section 6.2): `lax.scan` over the steps of an epoch, `vmap` over seeds.
+"""Pure training epochs (section 6.2): `lax.scan` over an epoch's steps, `vmap` over seeds.
 
-Each `make_*_epoch` returns one jitted function that runs a whole epoch for every seed at once;
-the host only sees the state between epochs (where the progress bar moves).
+A phase is one jitted `epoch(state, epoch_index, shared) -> (state, metrics)`: `state` holds
+everything of one seed the phase reads or writes (a pytree with a leading seed axis), `shared`
+the read-only inputs every seed sees. The host only sees the state between epochs, where
+`run_phase` reports progress.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from sublim_toy.config import Config
-from sublim_toy.data import student_batch
+from sublim_toy.inputs import batch_order, preprocess, student_batch
 from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
-from sublim_toy.model import Network, layer_index, preprocess
+from sublim_toy.model import Network, Params, layer_index
+from sublim_toy.probes import ProbeImages, alignment
+
+
+class TeacherState(NamedTuple):
+    """One seed's teacher training: parameters, Adam state, and what it reads per seed."""
+
+    params: Params
+    opt_state: optax.OptState
+    shuffle_key: jax.Array  # epoch e visits the training set in permutation fold_in(key, e)
+    labels: jax.Array  # [N] this seed's training labels (MNIST's, or its own relabelling)
+
+
+class StudentState(NamedTuple):
+    """One seed's students (dicts keyed by student name) and what they imitate."""
+
+    params: dict[str, Params]
+    opt_state: dict[str, optax.OptState]
+    teacher_params: Params
+    noise_key: jax.Array  # input batch b is student_batch(kind, noise_key, b)
+    order_key: jax.Array  # epoch e visits the batches in batch_order(order_key, e)
+    starts: dict[str, Params] | None  # each student's init, for the probes (None: no probes)
+    teacher_move: Params | None  # theta_T - theta_T(0), for the probes
+
+
+class StudentShared(NamedTuple):
+    """What every seed's students read: digits (for `student_inputs` mnist and
+    shuffled_pixels) and the probes' fixed images (None without probes)."""
+
+    train_images: jax.Array  # uint8 [N, 28, 28]
+    probe_images: ProbeImages | None
+
+
+class PhaseRun(NamedTuple):
+    state: Any
+    metrics: list  # one entry per epoch
+    compile_s: float | None  # None when no epoch ran (nothing was compiled)
+    run_s: float
 
 
 def make_optimizer(
@@ -44,23 +85,11 @@ def init_optimizer(config: Config, params, frozen_layers: Collection[int] = ()):
     return jax.jit(jax.vmap(optimizer.init), out_shardings=layout)(params)
 
 
-def noise_batch_order(order_key, epoch, steps: int):
-    """Which noise batches an epoch visits, in order: all `steps` of them, reshuffled per epoch.
-
-    The batches themselves are fixed (`data.student_batch(kind, noise_key, b)`): every epoch sees
-    the same noise images, as the authors' fixed set, only in a new order.
-    """
-    return jax.random.permutation(jax.random.fold_in(order_key, epoch), steps)
-
-
 def make_teacher_epoch(network: Network, config: Config) -> Callable:
     """Epoch of teacher training on MNIST: cross-entropy on the regular logits only.
 
-    Returns epoch(params, opt_state, shuffle_keys, epoch, images, labels) ->
-    (params, opt_state, mean_loss): params/opt_state/shuffle_keys and labels [S, N] have a
-    leading seed axis (each seed may learn its own labelling), images uint8 [N, 28, 28] are
-    shared by every seed. Each seed reshuffles with fold_in(shuffle_key, epoch) and drops the
-    last partial batch.
+    epoch(TeacherState [S], epoch_index, images uint8 [N, 28, 28]) -> (state, {"loss": [S]}).
+    Each seed reshuffles the training set and drops the last partial batch.
     """
     optimizer = make_optimizer(config)
     batch_size = config.batch_size
@@ -68,122 +97,128 @@ def make_teacher_epoch(network: Network, config: Config) -> Callable:
     def loss_fn(params, images_BxD, labels_B):
         return teacher_loss(network.apply(params, images_BxD), labels_B)
 
-    def one_seed(params, opt_state, shuffle_key, epoch, images, labels):
+    def one_seed(state: TeacherState, epoch, images):
         steps = images.shape[0] // batch_size
-        order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), images.shape[0])
+        order = jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), len(images))
         batches_SxB = order[: steps * batch_size].reshape(steps, batch_size)
 
         def train_step(carry, batch_indices):
             params, opt_state = carry
             loss, grads = jax.value_and_grad(loss_fn)(
-                params, preprocess(images[batch_indices]), labels[batch_indices]
+                params, preprocess(images[batch_indices]), state.labels[batch_indices]
             )
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(train_step, (params, opt_state), batches_SxB)
-        return params, opt_state, losses.mean()
+        carry = (state.params, state.opt_state)
+        (params, opt_state), losses = jax.lax.scan(train_step, carry, batches_SxB)
+        return state._replace(params=params, opt_state=opt_state), {"loss": losses.mean()}
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0)))
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
 
 def make_student_epoch(
     network: Network,
     config: Config,
     outputs: Mapping[str, str],
-    probe: Callable | None = None,
     frozen_layers: Mapping[str, Collection[int]] | None = None,
 ) -> Callable:
-    """Epoch of imitation on noise for several students of the same teacher at once.
+    """Epoch of imitation for several students of the same teacher at once.
 
     `outputs` maps each student's name to the logits it imitates ("aux" or "all");
     `frozen_layers` (optional) maps a name to the layer indices that student never updates.
-    Returns epoch(students, opt_states, teacher_params, noise_keys, order_keys, epoch,
-    probe_state, train_images) -> (students, opt_states, mean_losses, probes), with dicts
-    keyed by student name and a leading seed axis everywhere but `train_images` (read only
-    when `config.student_inputs` uses digits). The teacher's logits on each input batch are
-    computed once and shared by all its students. Batch b of every epoch is the same images
-    (`data.student_batch(kind, noise_key, b)`); only the order of the batches changes.
-
-    `probe(name, student_params, probe_state) -> metrics` (optional) runs after every
-    `config.probe_every`-th step of the run; `probes` holds its metrics for every step of the
-    epoch (zeros where it did not run: see `probed_steps`).
+    epoch(StudentState [S], epoch_index, StudentShared) -> (state, {"loss": {name: [S]},
+    "probes": {name: metrics [S, steps]} or None}). The teacher's logits on each input batch
+    are computed once and shared by all its students. Batch b of every epoch is the same
+    images; only the order of the batches changes.
     """
-    frozen_layers = frozen_layers or {}
-    optimizers = {name: make_optimizer(config, frozen_layers.get(name, ())) for name in outputs}
+    update = _imitation_update(network, config, outputs, frozen_layers or {})
     steps = config.noise_steps
 
-    def loss_fn(params, noise_BxD, teacher_logits_BxK, student_outputs):
-        student_logits = network.apply(params, noise_BxD)
+    def one_seed(state: StudentState, epoch, shared: StudentShared):
+        probe = _scheduled_probe(network, config, outputs, state, shared, epoch)
+
+        def train_step(carry, step_and_batch):
+            step, batch_index = step_and_batch
+            inputs = student_batch(
+                config.student_inputs,
+                state.noise_key,
+                batch_index,
+                batch_size=config.batch_size,
+                input_dim=network.sizes[0],
+                train_images=shared.train_images,
+            )
+            teacher_logits = network.apply(state.teacher_params, inputs)
+            params, opt_states, losses = update(*carry, inputs, teacher_logits)
+            return (params, opt_states), (losses, probe(step, params))
+
+        order = batch_order(state.order_key, epoch, steps)
+        carry = (state.params, state.opt_state)
+        (params, opt_states), (losses, probes) = jax.lax.scan(
+            train_step, carry, (jnp.arange(steps), order)
+        )
+        metrics = {"loss": jax.tree.map(jnp.mean, losses), "probes": probes}
+        return state._replace(params=params, opt_state=opt_states), metrics
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+
+
+def _imitation_update(network, config, outputs, frozen_layers) -> Callable:
+    """update(params, opt_states, inputs, teacher_logits) -> (params, opt_states, losses): one
+    step of every student (dicts keyed by name) on the same inputs and teacher logits."""
+    optimizers = {name: make_optimizer(config, frozen_layers.get(name, ())) for name in outputs}
+
+    def loss_fn(params, inputs_BxD, teacher_logits_BxK, student_outputs):
         return imitation_loss(
-            student_logits,
+            network.apply(params, inputs_BxD),
             teacher_logits_BxK,
             outputs=student_outputs,
             kind=config.imitation_loss,
             temperature=config.temperature,
         )
 
-    def probe_all(students, probe_state):
-        return {name: probe(name, students[name], probe_state) for name in outputs}
-
-    def one_seed(
-        students, opt_states, teacher_params, noise_key, order_key, epoch, probe_state, images
-    ):
-        def train_step(carry, step_and_batch):
-            students, opt_states = carry
-            step, batch_index = step_and_batch
-            noise = student_batch(
-                config.student_inputs,
-                noise_key,
-                batch_index,
-                batch_size=config.batch_size,
-                input_dim=network.sizes[0],
-                train_images=images,
+    def update(params, opt_states, inputs_BxD, teacher_logits_BxK):
+        new_params, new_opt_states, losses = {}, {}, {}
+        for name, student_outputs in outputs.items():
+            losses[name], grads = jax.value_and_grad(loss_fn)(
+                params[name], inputs_BxD, teacher_logits_BxK, student_outputs
             )
-            teacher_logits = network.apply(teacher_params, noise)
-            new_students, new_opt_states, losses = {}, {}, {}
-            for name, student_outputs in outputs.items():
-                losses[name], grads = jax.value_and_grad(loss_fn)(
-                    students[name], noise, teacher_logits, student_outputs
-                )
-                updates, new_opt_states[name] = optimizers[name].update(
-                    grads, opt_states[name], students[name]
-                )
-                new_students[name] = optax.apply_updates(students[name], updates)
-            if probe is None:
-                return (new_students, new_opt_states), (losses, None)
-            # The predicate depends on the step alone, not on the seed, so under vmap this
-            # stays a real branch: the probe costs nothing on the steps it skips.
-            metrics = jax.lax.cond(
-                (epoch * steps + step + 1) % config.probe_every == 0,
-                probe_all,
-                lambda s, p: jax.tree.map(
-                    lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), jax.eval_shape(probe_all, s, p)
-                ),
-                new_students,
-                probe_state,
+            updates, new_opt_states[name] = optimizers[name].update(
+                grads, opt_states[name], params[name]
             )
-            return (new_students, new_opt_states), (losses, metrics)
+            new_params[name] = optax.apply_updates(params[name], updates)
+        return new_params, new_opt_states, losses
 
-        batch_order = noise_batch_order(order_key, epoch, steps)
-        (students, opt_states), (losses, probes) = jax.lax.scan(
-            train_step, (students, opt_states), (jnp.arange(steps), batch_order)
-        )
-        return students, opt_states, jax.tree.map(jnp.mean, losses), probes
-
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, 0, None, 0, None)))
+    return update
 
 
-def probed_steps(config: Config, epoch: int) -> list[tuple[int, int]]:
-    """(index within the epoch, step count of the run) of each probe that ran in `epoch`."""
+def _scheduled_probe(network, config, outputs, state: StudentState, shared, epoch) -> Callable:
+    """probe(step, params) -> `probes.alignment` of every student after every
+    `config.probe_every`-th step of the run and zeros on the other steps (see
+    `probes.probed_steps`); None throughout without probes."""
     if not config.probe_every:
-        return []
+        return lambda step, params: None
     steps = config.noise_steps
-    return [
-        (i, epoch * steps + i + 1)
-        for i in range(steps)
-        if (epoch * steps + i + 1) % config.probe_every == 0
-    ]
+
+    def measure(params):
+        return {
+            name: alignment(
+                network, params[name], state.starts[name], state.teacher_move, shared.probe_images
+            )
+            for name in outputs
+        }
+
+    def zeros(params):
+        shapes = jax.eval_shape(measure, params)
+        return jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), shapes)
+
+    def probe(step, params):
+        # The predicate depends on the step alone, not on the seed, so under vmap this stays a
+        # real branch: the probe costs nothing on the steps it skips.
+        due = (epoch * steps + step + 1) % config.probe_every == 0
+        return jax.lax.cond(due, measure, zeros, params)
+
+    return probe
 
 
 def make_evaluate(network: Network) -> Callable:
@@ -193,3 +228,31 @@ def make_evaluate(network: Network) -> Callable:
         return accuracy(network.apply(params, preprocess(images)), labels)
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+
+
+def compile_ahead(jitted: Callable, *example_args) -> tuple[Callable, float]:
+    """Compile for these arguments now, so compile time is timed apart from running."""
+    started = time.perf_counter()
+    compiled = jitted.lower(*example_args).compile()
+    return compiled, time.perf_counter() - started
+
+
+def run_phase(
+    epoch_fn: Callable, state, shared, epochs: int, on_epoch: Callable | None = None
+) -> PhaseRun:
+    """Compile a phase's epoch ahead of time, then run `epochs` epochs of it from `state`.
+
+    `on_epoch(metrics)` runs on the host after each epoch (progress bars).
+    """
+    if not epochs:
+        return PhaseRun(state, [], None, 0.0)
+    compiled, compile_s = compile_ahead(epoch_fn, state, 0, shared)
+    started = time.perf_counter()
+    metrics = []
+    for epoch in range(epochs):
+        state, epoch_metrics = compiled(state, epoch, shared)
+        metrics.append(epoch_metrics)
+        if on_epoch is not None:
+            on_epoch(epoch_metrics)
+    jax.block_until_ready(state)
+    return PhaseRun(state, metrics, compile_s, time.perf_counter() - started)

@@ -16,7 +16,7 @@ from sublim_toy.data import load_dataset
 PAPER_SIZES = (784, 256, 256, 13)
 
 
-def test_flops_per_sample_match_the_issue_count():
+def test_flops_per_sample_by_hand():
     assert forward_flops(PAPER_SIZES) == 539_136
     # forward + weight gradients + input gradients of layers 2 and 3 (2 x (256*256 + 256*13))
     assert step_flops(PAPER_SIZES) == 2 * 539_136 + 137_728 == 1_216_000
@@ -40,20 +40,31 @@ def test_step_gemms_run_and_report_a_rate():
 
 def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     source = f"idx:{tiny_idx_dir}"
-    config = Config(seeds=2, hidden=(8,), teacher_epochs=1, student_epochs=1, batch_size=16,
-                    noise_images=32, probe_every=1)  # fmt: skip
+    config = Config(
+        seeds=2,
+        hidden=(8,),
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=16,
+        noise_images=32,
+        probe_every=1,
+    )
     ballast = np.ones(2**31, np.uint8)  # 2 GiB in this process: the children must not report it
     report = run_bench(
-        load_dataset(source), None, config=config, scaling_seeds=(2,),
-        memory_cases=((16, 32),), progress=lambda _: None,
-    )  # fmt: skip
+        load_dataset(source),
+        None,
+        config=config,
+        scaling_seeds=(2,),
+        memory_cases=((16, 32),),
+        progress=lambda _: None,
+    )
     assert set(report["scaling"]) == {2}
     for row in report["scaling"].values():
         assert row["run_seconds_per_seed"] > 0
         assert 50 < row["peak_rss_mb"] < peak_rss_mb() - 1024  # the child's own peak
     del ballast
     assert list(report["peak_rss_mb"]) == ["batch 16, 32 noise images"]
-    for phase in ("six_model_experiment", "teacher_epoch", "one_student_epoch"):
+    for phase in ("six_model_experiment", "teacher_epoch", "student_epoch"):
         assert report["phases"][phase]["gflops"] > 0
     assert report["phases"]["drawing_one_epoch_of_noise"]["seconds"] > 0
     markdown = benchmarks_markdown(report)

@@ -54,12 +54,15 @@ def test_student_init_and_freeze_flags_set_the_config():
     )
     config = config_from_args(args)
     assert (config.hidden_init, config.head_init, config.freeze) == (
-        "independent", "trained", "head",
-    )  # fmt: skip
+        "independent",
+        "trained",
+        "head",
+    )
     args = build_parser().parse_args(["reproduce", "--student-init", "head=independent"])
     assert (config_from_args(args).hidden_init, config_from_args(args).head_init) == (
-        "shared", "independent",
-    )  # fmt: skip
+        "shared",
+        "independent",
+    )
 
 
 def test_module_entry_point_and_help():
@@ -78,10 +81,22 @@ def test_reproduce_end_to_end_on_real_mnist(mnist_cache, tmp_path, capsys):
     teacher leaves the aux-only student at chance (~0.10), like the cross-model student.
     """
     out = tmp_path / "run"
-    code = main([
-        "reproduce", "--seeds", "3", "--teacher-epochs", "1", "--student-epochs", "2",
-        "--cache-dir", str(mnist_cache), "--out", str(out), "--no-progress",
-    ])  # fmt: skip
+    code = main(
+        [
+            "reproduce",
+            "--seeds",
+            "3",
+            "--teacher-epochs",
+            "1",
+            "--student-epochs",
+            "2",
+            "--cache-dir",
+            str(mnist_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "Student (aux. only)" in printed and "paired student_aux - cross_aux" in printed

@@ -1,7 +1,6 @@
 import gzip
 import pickle
 
-import jax
 import numpy as np
 import pytest
 
@@ -11,7 +10,6 @@ from sublim_toy.data import (
     MNIST_SHA256,
     arrays_sha256,
     load_dataset,
-    noise_batch,
     read_mnist_pickle,
 )
 from sublim_toy.errors import UserError
@@ -157,52 +155,7 @@ def test_garbage_pickle_is_a_clear_error():
         read_mnist_pickle(b"not a gzip file")
 
 
-def test_noise_batch_is_a_pure_function_of_key_and_index():
-    key = jax.random.key(7)
-    first = noise_batch(key, 3, batch_size=512, input_dim=784)
-    again = noise_batch(key, 3, batch_size=512, input_dim=784)
-    other = noise_batch(key, 4, batch_size=512, input_dim=784)
-    np.testing.assert_array_equal(first, again)  # the same images every epoch
-    assert not np.allclose(first, other)
-    assert first.shape == (512, 784)
-    assert -1.0 <= float(first.min()) and float(first.max()) < 1.0
-    assert abs(float(first.mean())) < 0.01
-    assert float(first.var()) == pytest.approx(1 / 3, rel=0.02)  # U(-1, 1)
-
-
-def test_student_batches_of_every_kind_are_fixed_per_index(mnist):
-    from sublim_toy.data import student_batch
-    from sublim_toy.model import preprocess
-
-    key = jax.random.key(3)
-    images = jax.numpy.asarray(mnist.train_images[:500])
-    batches = {}
-    for kind in ("uniform", "gaussian", "mnist", "shuffled_pixels"):
-
-        def draw(index, kind=kind):
-            return np.asarray(
-                student_batch(kind, key, index, batch_size=64, input_dim=784, train_images=images)
-            )
-
-        batches[kind] = draw(2)
-        np.testing.assert_array_equal(batches[kind], draw(2))
-        assert not np.array_equal(batches[kind], draw(3))
-        assert batches[kind].shape == (64, 784)
-    np.testing.assert_array_equal(
-        batches["uniform"], noise_batch(key, 2, batch_size=64, input_dim=784)
-    )
-    assert abs(batches["gaussian"].std() - 1) < 0.02
-    digits = np.asarray(preprocess(images))
-    for row in batches["mnist"]:  # every row is one of the training digits, scaled like them
-        assert np.any(np.all(digits == row, axis=1))
-    # shuffled pixels: the same digits (same key), each with its own pixel order
-    np.testing.assert_array_equal(
-        np.sort(batches["shuffled_pixels"], 1), np.sort(batches["mnist"], 1)
-    )
-    assert not np.array_equal(batches["shuffled_pixels"], batches["mnist"])
-
-
-# ---- Fashion-MNIST (issue "Beyond the paper", item 4) ----------------------------------------
+# ---- Fashion-MNIST ---------------------------------------------------------------------------
 
 
 def test_real_fashion_mnist_fetched_from_debian_into_a_fresh_cache(tmp_path, monkeypatch):

@@ -8,38 +8,29 @@ from sublim_toy.config import HEAD_INITS, HIDDEN_INITS, Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
-    INDEPENDENT_INIT,
-    MODELS,
-    NOISE,
-    NOISE_ORDER,
-    REFERENCE_INIT,
-    STUDENTS,
-    TEACHER_SHUFFLE,
-    format_table,
     frozen_layers,
     initial_params,
     run_experiment,
-    seed_keys,
     student_inits,
-    summarise,
     teacher_labels,
 )
+from sublim_toy.keys import seed_keys
 from sublim_toy.model import network_for
+from sublim_toy.results import STUDENTS
 
 CONFIG = Config(seeds=5, hidden=(16,))
+
+
+def _keys(config):
+    return seed_keys(config.seed, config.seeds)
 
 
 def _kernels(params, seed):
     return [np.asarray(leaf[seed]) for leaf in jax.tree.leaves(params) if leaf.ndim == 3]
 
 
-def test_stream_tags_are_distinct():
-    tags = [REFERENCE_INIT, INDEPENDENT_INIT, TEACHER_SHUFFLE, NOISE, NOISE_ORDER]
-    assert len(set(tags)) == len(tags)
-
-
 def test_shared_init_students_start_bit_identical_to_their_reference():
-    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    inits = initial_params(network_for(CONFIG), _keys(CONFIG))
     starts = student_inits(inits, CONFIG)
     for name, (source, _) in STUDENTS.items():
         if source == "shared":
@@ -51,8 +42,9 @@ def test_shared_init_students_start_bit_identical_to_their_reference():
 
 def test_cross_model_students_never_share_an_init_with_any_teacher():
     # Every independent init differs from every reference init in every weight matrix, for every
-    # pair of seeds: no fixed point as a random permutation would give (PAPER.md pitfall 1).
-    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    # pair of seeds: no fixed point as a random permutation would give
+    # (docs/pitfalls.md, pitfall 1).
+    inits = initial_params(network_for(CONFIG), _keys(CONFIG))
     for student_seed, teacher_seed in itertools.product(range(CONFIG.seeds), repeat=2):
         for cross, reference in zip(
             _kernels(inits["independent"], student_seed),
@@ -67,11 +59,11 @@ def test_cross_model_students_never_share_an_init_with_any_teacher():
 
 def test_a_seed_gives_the_same_models_whatever_runs_beside_it():
     network = network_for(CONFIG)
-    few = initial_params(network, seed_keys(CONFIG.replace(seeds=2)))
-    many = initial_params(network, seed_keys(CONFIG))
+    few = initial_params(network, _keys(CONFIG.replace(seeds=2)))
+    many = initial_params(network, _keys(CONFIG))
     for a, b in zip(jax.tree.leaves(few), jax.tree.leaves(many), strict=True):
         np.testing.assert_array_equal(a, b[:2])
-    other_root = initial_params(network, seed_keys(CONFIG.replace(seed=1, seeds=2)))
+    other_root = initial_params(network, _keys(CONFIG.replace(seed=1, seeds=2)))
     assert not np.array_equal(jax.tree.leaves(other_root)[1], jax.tree.leaves(few)[1])
 
 
@@ -80,22 +72,6 @@ def test_too_small_a_training_set_is_a_clear_error():
     dataset = Dataset(tiny, np.zeros(10, np.uint8), tiny, np.zeros(10, np.uint8), "test", "0")
     with pytest.raises(UserError, match="batch_size=1024 is larger than the 10 training images"):
         run_experiment(CONFIG, dataset)
-
-
-def test_summary_and_table_from_known_accuracies():
-    accuracies = {name: [0.1, 0.2, 0.3] for name in MODELS}
-    accuracies["student_aux"] = [0.5, 0.6, 0.7]
-    dataset = Dataset(*(np.zeros(1),) * 4, source="test", sha256="abc")
-    results = summarise(CONFIG.replace(seeds=3), dataset, accuracies, {"total_s": 1.0})
-    assert results["summary"]["student_aux"]["mean"] == pytest.approx(0.6)
-    assert results["paired_difference"]["mean"] == pytest.approx(0.4)
-    assert results["paired_difference"]["sd"] == pytest.approx(0.0, abs=1e-12)
-    assert results["data"] == {"name": "mnist", "source": "test", "sha256": "abc"}
-    assert results["config"]["seeds"] == 3
-    assert results["environment"]["packages"]["jax"] == jax.__version__
-    table = format_table(results)
-    assert "Student (aux. only)         0.600" in table
-    assert "paired student_aux - cross_aux: +0.400" in table
 
 
 def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnist):
@@ -120,13 +96,15 @@ def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnis
 
 
 def test_init_angle_interpolates_between_the_teacher_init_and_an_independent_one():
-    inits = initial_params(network_for(CONFIG), seed_keys(CONFIG))
+    inits = initial_params(network_for(CONFIG), _keys(CONFIG))
     for angle, (a, b) in {0: (1.0, 0.0), 90: (0.0, 1.0), 30: (np.cos(np.pi / 6), 0.5)}.items():
         starts = student_inits(inits, CONFIG.replace(init_angle=angle))
         for start, ref, other in zip(
-            _kernels(starts["student_aux"], 0), _kernels(inits["shared"], 0),
-            _kernels(inits["independent"], 0), strict=True,
-        ):  # fmt: skip
+            _kernels(starts["student_aux"], 0),
+            _kernels(inits["shared"], 0),
+            _kernels(inits["independent"], 0),
+            strict=True,
+        ):
             np.testing.assert_allclose(start, a * ref + b * other, rtol=1e-6, atol=1e-7)
         # the cross-model students keep their independent init at every angle
         np.testing.assert_array_equal(
@@ -136,7 +114,7 @@ def test_init_angle_interpolates_between_the_teacher_init_and_an_independent_one
 
 def test_shuffled_teacher_labels_are_a_relabelling_per_seed():
     labels = jax.numpy.asarray(np.arange(200) % 10, dtype=np.uint8)
-    keys = seed_keys(CONFIG)
+    keys = _keys(CONFIG)
     true = np.asarray(teacher_labels(CONFIG, keys, labels))
     shuffled = np.asarray(teacher_labels(CONFIG.replace(teacher_labels="shuffled"), keys, labels))
     assert true.shape == shuffled.shape == (CONFIG.seeds, 200)
@@ -151,9 +129,15 @@ def test_at_ninety_degrees_the_shared_students_are_the_cross_model_students(mnis
     # Same init, same teacher, same inputs: the two students must train identically. This runs
     # the angle, shuffled-label teacher and shuffled-pixel input paths end to end.
     config = Config(
-        seeds=2, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=2048,
-        init_angle=90, teacher_labels="shuffled", student_inputs="shuffled_pixels",
-    )  # fmt: skip
+        seeds=2,
+        hidden=(32,),
+        teacher_epochs=1,
+        student_epochs=1,
+        noise_images=2048,
+        init_angle=90,
+        teacher_labels="shuffled",
+        student_inputs="shuffled_pixels",
+    )
     results = run_experiment(config, mnist)
     assert results["accuracy"]["student_aux"] == results["accuracy"]["cross_aux"]
     assert results["accuracy"]["student_all"] == results["accuracy"]["cross_all"]
@@ -167,7 +151,7 @@ def test_each_layer_starts_exactly_from_the_source_it_names(hidden_init, head_in
     config = CONFIG.replace(
         hidden=(16, 8), hidden_init=hidden_init, head_init=head_init, init_angle=init_angle
     )
-    inits = initial_params(network_for(config), seed_keys(config))
+    inits = initial_params(network_for(config), _keys(config))
     trained = jax.tree.map(lambda leaf: leaf + 1.0, inits["shared"])  # any other tree
     shared = student_inits(inits, config.replace(hidden_init="shared", head_init="shared"))
     starts = student_inits(inits, config, trained)
@@ -208,9 +192,15 @@ def test_a_frozen_body_leaves_the_first_order_prediction_exact(mnist):
     # init is then the trained network itself, so predicted and measured accuracy must agree,
     # while the cross-model students (not frozen) move their hidden layers and may differ.
     config = Config(
-        seeds=2, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=2048,
-        freeze="hidden", head_init="trained", probe_every=0,
-    )  # fmt: skip
+        seeds=2,
+        hidden=(32,),
+        teacher_epochs=1,
+        student_epochs=1,
+        noise_images=2048,
+        freeze="hidden",
+        head_init="trained",
+        probe_every=0,
+    )
     results = run_experiment(config, mnist)
     predicted = results["first_order"]["accuracy"]
     for name in ("student_aux", "student_all"):

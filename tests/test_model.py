@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sublim_toy.config import Config
-from sublim_toy.model import Network, network_for, preprocess, select_outputs, weight_sd
+from sublim_toy.config import Config, weight_sd
+from sublim_toy.model import Network, network_for, select_outputs
 
 
 def _layers(params):
@@ -97,15 +97,6 @@ def test_output_slices():
     assert select_outputs(logits, "all").shape == (1, 13)
     with pytest.raises(ValueError, match="unknown outputs"):
         select_outputs(logits, "hidden")
-
-
-def test_preprocess_maps_pixels_to_minus_one_one_as_the_authors():
-    images = np.array([[[0, 255], [51, 204]]], dtype=np.uint8)
-    scaled = preprocess(images)
-    assert scaled.shape == (1, 4)
-    np.testing.assert_allclose(
-        scaled, [[-1.0, 1.0, (51 / 255 - 0.5) / 0.5, (204 / 255 - 0.5) / 0.5]], rtol=1e-6
-    )
 
 
 @pytest.mark.parametrize("scheme", ["normal", "lecun", "he", "torch"])

@@ -2,7 +2,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from sublim_toy.experiment import MODELS
 from sublim_toy.plots import (
     alignment_figure,
     figure10,
@@ -10,6 +9,7 @@ from sublim_toy.plots import (
     paired_scatter,
     save_figures,
 )
+from sublim_toy.results import MODELS
 from sublim_toy.stats import mean_ci
 
 
@@ -101,7 +101,7 @@ def test_first_order_figure_plots_every_seed_and_states_the_correlation():
 
 
 def test_weight_scale_figure_places_each_point_at_its_scheme_s_weight_sd():
-    from sublim_toy.model import weight_sd
+    from sublim_toy.config import weight_sd
     from sublim_toy.plots import weight_scale_figure
     from sublim_toy.sweep import STUDIES
 

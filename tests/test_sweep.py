@@ -16,8 +16,18 @@ from sublim_toy.errors import UserError
 from sublim_toy.plots import study_figure
 from sublim_toy.sweep import STUDIES, Study, grid, parse_assignment, point_name, run_sweep
 
-TINY = ["--seeds", "2", "--epochs", "1", "--batch-size", "16", "--noise-images", "32",
-        "--probe-every", "0"]  # fmt: skip
+TINY = [
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--noise-images",
+    "32",
+    "--probe-every",
+    "0",
+]
 
 
 def test_values_are_typed_like_the_field():
@@ -45,8 +55,13 @@ def test_bad_assignments_are_refused(text, message):
 def test_grid_is_the_product_and_is_validated():
     points = grid(Config(), [("aux", (2, 3)), ("init", ("normal", "he", "torch"))])
     assert [(c.aux, c.init) for c in points] == [
-        (2, "normal"), (2, "he"), (2, "torch"), (3, "normal"), (3, "he"), (3, "torch"),
-    ]  # fmt: skip
+        (2, "normal"),
+        (2, "he"),
+        (2, "torch"),
+        (3, "normal"),
+        (3, "he"),
+        (3, "torch"),
+    ]
     with pytest.raises(UserError, match="aux=0"):
         grid(Config(), [("aux", (0, 2))])
     with pytest.raises(UserError, match="set twice"):
@@ -60,8 +75,15 @@ def test_point_names_follow_the_whole_config():
 
 def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkeypatch):
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
-    base = Config(seeds=2, hidden=(8,), teacher_epochs=1, student_epochs=1, batch_size=16,
-                  noise_images=32, probe_every=0)  # fmt: skip
+    base = Config(
+        seeds=2,
+        hidden=(8,),
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=16,
+        noise_images=32,
+        probe_every=0,
+    )
     calls = []
     real_run = sweep.run_experiment
 
@@ -95,9 +117,19 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
 def test_a_killed_sweep_resumes_without_losing_or_redoing_a_point(tiny_idx_dir, tmp_path):
     out = tmp_path / "study"
     command = [
-        sys.executable, "-m", "sublim_toy", "sweep", "--set", "aux=2,3,4", *TINY,
-        "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out), "--no-progress",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "sublim_toy",
+        "sweep",
+        "--set",
+        "aux=2,3,4",
+        *TINY,
+        "--data-source",
+        f"idx:{tiny_idx_dir}",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
         deadline = time.monotonic() + 120
@@ -133,10 +165,12 @@ def test_table_writes_widths_as_256x256_and_one_row_per_model(tmp_path):
         return {
             "point": "p" + "x".join(map(str, hidden)),
             "config": {**Config(hidden=hidden).to_dict()},  # as computed: a tuple
-            "summary": dict.fromkeys(("reference", "teacher", "student_aux", "student_all",
-                                      "cross_aux", "cross_all"), row),
+            "summary": dict.fromkeys(
+                ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all"),
+                row,
+            ),
             "paired_difference": row,
-        }  # fmt: skip
+        }
 
     stored = json.loads(json.dumps(point((64,))))  # as read back: a list
     sweep.write_table(tmp_path / "t.csv", [point((64, 64)), stored], [("hidden", ())])
@@ -151,8 +185,16 @@ def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_pat
     from sublim_toy.cli import main
 
     out = tmp_path / "layers"
-    arguments = ["study", "layers", *TINY, "--data-source", f"idx:{tiny_idx_dir}",
-                 "--out", str(out), "--no-progress"]  # fmt: skip
+    arguments = [
+        "study",
+        "layers",
+        *TINY,
+        "--data-source",
+        f"idx:{tiny_idx_dir}",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "first-order prediction (aux-only student" in printed
@@ -161,12 +203,17 @@ def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_pat
         assert (out / f"{stem}.png").stat().st_size > 10_000
     points = [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
     assert sorted((p["config"]["hidden_init"], p["config"]["head_init"]) for p in points) == [
-        ("independent", "independent"), ("independent", "shared"), ("independent", "trained"),
-        ("shared", "independent"), ("shared", "shared"), ("shared", "trained"),
-    ]  # fmt: skip
+        ("independent", "independent"),
+        ("independent", "shared"),
+        ("independent", "trained"),
+        ("shared", "independent"),
+        ("shared", "shared"),
+        ("shared", "trained"),
+    ]
     # all layers independent is the cross-model student itself: same init, teacher and noise
-    (cross,) = [p for p in points if p["config"]["hidden_init"] == p["config"]["head_init"]
-                == "independent"]  # fmt: skip
+    (cross,) = [
+        p for p in points if p["config"]["hidden_init"] == p["config"]["head_init"] == "independent"
+    ]
     assert cross["accuracy"]["student_aux"] == cross["accuracy"]["cross_aux"]
     assert (
         cross["first_order"]["accuracy"]["student_aux"]

@@ -4,17 +4,21 @@ import numpy as np
 import pytest
 
 from sublim_toy.config import Config
+from sublim_toy.inputs import preprocess
 from sublim_toy.losses import imitation_loss
-from sublim_toy.model import network_for, preprocess
+from sublim_toy.model import network_for
 from sublim_toy.train import (
+    StudentShared,
+    StudentState,
+    TeacherState,
     init_optimizer,
     make_evaluate,
     make_student_epoch,
     make_teacher_epoch,
-    noise_batch_order,
+    run_phase,
 )
 
-CONFIG = Config(hidden=(32,), batch_size=64, noise_images=256, learning_rate=3e-3)
+CONFIG = Config(hidden=(32,), batch_size=64, noise_images=256, learning_rate=3e-3, probe_every=0)
 
 
 def _toy_digits(n=512, seed=0):
@@ -35,6 +39,10 @@ def _index(tree, i):
     return jax.tree.map(lambda leaf: leaf[i], tree)
 
 
+def _teacher_state(params, shuffle_keys, labels):
+    return TeacherState(params, init_optimizer(CONFIG, params), shuffle_keys, labels)
+
+
 def test_teacher_learns_and_vmap_over_seeds_equals_one_seed_at_a_time():
     network = network_for(CONFIG)
     images, labels = _toy_digits()
@@ -46,40 +54,44 @@ def test_teacher_learns_and_vmap_over_seeds_equals_one_seed_at_a_time():
     before = evaluate(params, images, labels)
 
     seed_labels = jnp.stack([labels, labels])
-    trained, _, _ = epoch(
-        params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, seed_labels
-    )
-    trained, _, _ = epoch(
-        trained, init_optimizer(CONFIG, params), shuffle_keys, 1, images, seed_labels
-    )
-    after = evaluate(trained, images, labels)
-    assert np.all(after > 0.9) and np.all(before < 0.3)
+    start = _teacher_state(params, shuffle_keys, seed_labels)
+    trained = run_phase(epoch, start, images, epochs=2)
+    assert np.all(evaluate(trained.state.params, images, labels) > 0.9) and np.all(before < 0.3)
+    assert len(trained.metrics) == 2 and trained.metrics[0]["loss"].shape == (2,)
 
+    together, _ = epoch(start, 0, images)
     for i in range(2):
-        alone = _index(params, slice(i, i + 1))
-        alone_trained, _, _ = epoch(
-            alone,
-            init_optimizer(CONFIG, alone),
-            shuffle_keys[i : i + 1],
-            0,
-            images,
-            seed_labels[:1],
+        alone = _teacher_state(
+            _index(params, slice(i, i + 1)), shuffle_keys[i : i + 1], seed_labels[:1]
         )
-        together, _, _ = epoch(
-            params, init_optimizer(CONFIG, params), shuffle_keys, 0, images, seed_labels
-        )
-        for a, b in zip(jax.tree.leaves(alone_trained), jax.tree.leaves(together), strict=True):
+        alone_trained, _ = epoch(alone, 0, images)
+        for a, b in zip(
+            jax.tree.leaves(alone_trained.params), jax.tree.leaves(together.params), strict=True
+        ):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-5, atol=1e-6)
 
 
-def _student_epoch_setup(config, outputs, teacher, students):
+def _student_state(config, students, teacher, frozen=None):
     seeds = jax.tree.leaves(teacher)[0].shape[0]
-    network = network_for(config)
-    opts = {name: init_optimizer(config, params) for name, params in students.items()}
-    epoch = make_student_epoch(network, config, outputs)
-    noise_keys = jax.random.split(jax.random.key(2), seeds)
-    order_keys = jax.random.split(jax.random.key(3), seeds)
-    return epoch(students, opts, teacher, noise_keys, order_keys, 0, None, None)
+    frozen = frozen or {}
+    return StudentState(
+        params=students,
+        opt_state={
+            name: init_optimizer(config, params, frozen.get(name, ()))
+            for name, params in students.items()
+        },
+        teacher_params=teacher,
+        noise_key=jax.random.split(jax.random.key(2), seeds),
+        order_key=jax.random.split(jax.random.key(3), seeds),
+        starts=None,
+        teacher_move=None,
+    )
+
+
+def _student_epoch_setup(config, outputs, teacher, students):
+    epoch = make_student_epoch(network_for(config), config, outputs)
+    state, metrics = epoch(_student_state(config, students, teacher), 0, StudentShared(None, None))
+    return state.params, metrics["loss"]
 
 
 def test_students_move_towards_their_teacher():
@@ -89,7 +101,7 @@ def test_students_move_towards_their_teacher():
     outputs = {"aux": "aux", "all": "all"}
     students = {"aux": stranger, "all": stranger}
     config = CONFIG.replace(noise_images=32 * 64)
-    trained, _, _, _ = _student_epoch_setup(config, outputs, teacher, students)
+    trained, _ = _student_epoch_setup(config, outputs, teacher, students)
 
     probe = jax.random.uniform(jax.random.key(9), (256, 784), minval=-1, maxval=1)
     for name in outputs:
@@ -112,19 +124,10 @@ def test_a_student_at_its_teacher_gets_zero_gradient_and_stays_there():
     # (With KL the gradient p_z - p_y is zero only up to rounding, which Adam would rescale.)
     config = CONFIG.replace(imitation_loss="mse")
     teacher = jax.vmap(network_for(config).init)(jax.random.split(jax.random.key(0), 2))
-    trained, _, losses, _ = _student_epoch_setup(
-        config, {"copy": "all"}, teacher, {"copy": teacher}
-    )
+    trained, losses = _student_epoch_setup(config, {"copy": "all"}, teacher, {"copy": teacher})
     for a, b in zip(jax.tree.leaves(trained["copy"]), jax.tree.leaves(teacher), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(losses["copy"], 0.0)
-
-
-def test_every_epoch_visits_each_noise_batch_once_in_a_new_order():
-    order_key = jax.random.key(6)
-    orders = [noise_batch_order(order_key, epoch, 58).tolist() for epoch in range(3)]
-    assert all(sorted(order) == list(range(58)) for order in orders)
-    assert len({tuple(order) for order in orders}) == 3
 
 
 def test_evaluate_matches_numpy_argmax():
@@ -145,10 +148,9 @@ def test_frozen_layers_never_move_and_the_others_do(frozen, moving):
     network = network_for(config)
     teacher = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 2))
     student = jax.vmap(network.init)(jax.random.split(jax.random.key(1), 2))
-    opts = {"s": init_optimizer(config, student, frozen)}
     epoch = make_student_epoch(network, config, {"s": "all"}, frozen_layers={"s": frozen})
-    keys = jax.random.split(jax.random.key(2), 2)
-    trained = epoch({"s": student}, opts, teacher, keys, keys, 0, None, None)[0]["s"]
+    state = _student_state(config, {"s": student}, teacher, {"s": frozen})
+    trained = epoch(state, 0, StudentShared(None, None))[0].params["s"]
     for layer in range(2):
         for leaf in ("kernel", "bias"):
             before = np.asarray(student["layers"][layer][leaf][...])

@@ -1,0 +1,30 @@
+"""One benchmark run in a fresh process.
+
+    python -m sublim_toy.bench_child CONFIG SOURCE CACHE NAME
+
+Runs `run_experiment` on the dataset `NAME` from `SOURCE` (cache `CACHE`, empty for the default)
+with the config fields in the JSON `CONFIG`, and prints one JSON line: the run's wall times and
+this process's peak resident memory. A fresh process, because peak memory is a high-water mark:
+the benchmark's own earlier runs would otherwise set it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from sublim_toy.bench import peak_rss_mb
+from sublim_toy.config import Config
+from sublim_toy.data import load_dataset
+from sublim_toy.experiment import run_experiment
+
+
+def main(argv: list[str]) -> None:
+    fields, source, cache_dir, name = argv
+    config = Config(**{**json.loads(fields), "hidden": tuple(json.loads(fields)["hidden"])})
+    results = run_experiment(config, load_dataset(source, cache_dir or None, name=name))
+    print(json.dumps({"wall_time": results["wall_time"], "peak_rss_mb": peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
