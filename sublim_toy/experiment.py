@@ -33,7 +33,9 @@ from sublim_toy.train import (
     make_evaluate,
     make_student_epoch,
     make_teacher_epoch,
+    make_teacher_targets,
     run_phase,
+    timed_call,
 )
 
 
@@ -64,9 +66,14 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
 
     # Students: four per seed, all imitating that seed's teacher on the same noise.
     starts = student_inits(inits, config, teacher_params)
+    noise_keys = stream(keys, Stream.NOISE)
+    targets = timed_call(
+        make_teacher_targets(network, config), teacher_params, noise_keys, train_images
+    )
+    teacher_move = jax.tree.map(jnp.subtract, teacher_params, inits["shared"])
     students = run_phase(
         make_student_epoch(network, config, STUDENT_OUTPUTS, frozen_layers(config)),
-        student_state(config, keys, starts, teacher_params, inits["shared"]),
+        student_state(config, keys, starts, targets.value, teacher_move),
         StudentShared(train_images, probe_images(dataset) if config.probe_every else None),
         config.student_epochs,
         bar.student_epoch,
@@ -81,7 +88,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         config,
         dataset,
         accuracies,
-        wall_time(started, teacher, students, evaluation),
+        wall_time(started, teacher, targets, students, evaluation),
         devices_used=int(mesh.devices.size),
         alignment=alignment_record(config, probes, STUDENTS),
         first_order=first_order,
@@ -110,14 +117,15 @@ class EpochBar:
         self.bar.close()
 
 
-def wall_time(started: float, teacher, students, evaluation: dict) -> dict:
-    """Seconds per phase, compile times apart, as recorded with the results."""
-    phases = {"teacher": teacher, "students": students}
+def wall_time(started: float, teacher, targets, students, evaluation: dict) -> dict:
+    """Seconds per phase, compile times apart, as recorded with the results. The teacher's
+    logits on the noise (`targets`) are part of the student phase."""
+    phases = {"teacher": teacher, "targets": targets, "students": students}
     compiled = {name: run.compile_s for name, run in phases.items() if run.compile_s is not None}
     return {
         "compile_s": {**compiled, **evaluation["compile_s"]},
         "teacher_s": teacher.run_s,
-        "students_s": students.run_s,
+        "students_s": targets.run_s + students.run_s,
         "evaluation_s": evaluation["run_s"],
         "total_s": time.perf_counter() - started,
     }
@@ -203,9 +211,10 @@ def teacher_state(config: Config, keys, reference, labels) -> TeacherState:
     )
 
 
-def student_state(config: Config, keys, starts, teacher_params, reference) -> StudentState:
-    """The student phase's start: each student's init and fresh Adam, the trained teacher, the
-    input keys, and (with probes) what the probes compare against."""
+def student_state(config: Config, keys, starts, teacher_logits, teacher_move) -> StudentState:
+    """The student phase's start: each student's init and fresh Adam, the teacher's logits on
+    every input batch, the input keys, and (with probes) what the probes compare against:
+    the starts and the teacher's move theta_T - theta_T(0)."""
     frozen = frozen_layers(config)
     probing = bool(config.probe_every)
     return StudentState(
@@ -213,11 +222,11 @@ def student_state(config: Config, keys, starts, teacher_params, reference) -> St
         opt_state={
             name: init_optimizer(config, params, frozen[name]) for name, params in starts.items()
         },
-        teacher_params=teacher_params,
+        teacher_logits=teacher_logits,
         noise_key=stream(keys, Stream.NOISE),
         order_key=stream(keys, Stream.NOISE_ORDER),
         starts=starts if probing else None,
-        teacher_move=jax.tree.map(jnp.subtract, teacher_params, reference) if probing else None,
+        teacher_move=teacher_move if probing else None,
     )
 
 

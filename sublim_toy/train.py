@@ -37,7 +37,7 @@ class StudentState(NamedTuple):
 
     params: dict[str, Params]
     opt_state: dict[str, optax.OptState]
-    teacher_params: Params
+    teacher_logits: jax.Array  # [batches, B, K] on every input batch (`make_teacher_targets`)
     noise_key: jax.Array  # input batch b is student_batch(kind, noise_key, b)
     order_key: jax.Array  # epoch e visits the batches in batch_order(order_key, e)
     starts: dict[str, Params] | None  # each student's init, for the probes (None: no probes)
@@ -56,6 +56,12 @@ class PhaseRun(NamedTuple):
     state: Any
     metrics: list  # one entry per epoch
     compile_s: float | None  # None when no epoch ran (nothing was compiled)
+    run_s: float
+
+
+class TimedCall(NamedTuple):
+    value: Any
+    compile_s: float
     run_s: float
 
 
@@ -117,6 +123,33 @@ def make_teacher_epoch(network: Network, config: Config) -> Callable:
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
 
+def make_teacher_targets(network: Network, config: Config) -> Callable:
+    """targets(teacher_params [S], noise_keys [S], train_images) -> logits [S, batches, B, K]:
+    the teacher's logits on every input batch of the student phase, computed once, since batch b
+    is the same images in every epoch (the teacher's forward pass would otherwise be repeated
+    in every epoch)."""
+
+    def one_seed(teacher_params, noise_key, train_images):
+        def logits(_, batch_index):
+            inputs = _student_inputs(config, network, noise_key, batch_index, train_images)
+            return None, network.apply(teacher_params, inputs)
+
+        return jax.lax.scan(logits, None, jnp.arange(config.noise_steps))[1]
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None)))
+
+
+def _student_inputs(config: Config, network: Network, noise_key, batch_index, train_images):
+    return student_batch(
+        config.student_inputs,
+        noise_key,
+        batch_index,
+        batch_size=config.batch_size,
+        input_dim=network.sizes[0],
+        train_images=train_images,
+    )
+
+
 def make_student_epoch(
     network: Network,
     config: Config,
@@ -129,8 +162,8 @@ def make_student_epoch(
     `frozen_layers` (optional) maps a name to the layer indices that student never updates.
     epoch(StudentState [S], epoch_index, StudentShared) -> (state, {"loss": {name: [S]},
     "probes": {name: metrics [S, steps]} or None}). The teacher's logits on each input batch
-    are computed once and shared by all its students. Batch b of every epoch is the same
-    images; only the order of the batches changes.
+    were computed once (`make_teacher_targets`) and are shared by all its students. Batch b of
+    every epoch is the same images; only the order of the batches changes.
     """
     update = _imitation_update(network, config, outputs, frozen_layers or {})
     steps = config.noise_steps
@@ -140,16 +173,10 @@ def make_student_epoch(
 
         def train_step(carry, step_and_batch):
             step, batch_index = step_and_batch
-            inputs = student_batch(
-                config.student_inputs,
-                state.noise_key,
-                batch_index,
-                batch_size=config.batch_size,
-                input_dim=network.sizes[0],
-                train_images=shared.train_images,
+            inputs = _student_inputs(
+                config, network, state.noise_key, batch_index, shared.train_images
             )
-            teacher_logits = network.apply(state.teacher_params, inputs)
-            params, opt_states, losses = update(*carry, inputs, teacher_logits)
+            params, opt_states, losses = update(*carry, inputs, state.teacher_logits[batch_index])
             return (params, opt_states), (losses, probe(step, params))
 
         order = batch_order(state.order_key, epoch, steps)
@@ -235,6 +262,14 @@ def compile_ahead(jitted: Callable, *example_args) -> tuple[Callable, float]:
     started = time.perf_counter()
     compiled = jitted.lower(*example_args).compile()
     return compiled, time.perf_counter() - started
+
+
+def timed_call(jitted: Callable, *args) -> TimedCall:
+    """Compile for these arguments (timed apart), then run once to completion."""
+    compiled, compile_s = compile_ahead(jitted, *args)
+    started = time.perf_counter()
+    value = jax.block_until_ready(compiled(*args))
+    return TimedCall(value, compile_s, time.perf_counter() - started)
 
 
 def run_phase(

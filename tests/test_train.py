@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sublim_toy.config import Config
-from sublim_toy.inputs import preprocess
+from sublim_toy.inputs import noise_batch, preprocess
 from sublim_toy.losses import imitation_loss
 from sublim_toy.model import network_for
 from sublim_toy.train import (
@@ -15,6 +15,7 @@ from sublim_toy.train import (
     make_evaluate,
     make_student_epoch,
     make_teacher_epoch,
+    make_teacher_targets,
     run_phase,
 )
 
@@ -74,14 +75,15 @@ def test_teacher_learns_and_vmap_over_seeds_equals_one_seed_at_a_time():
 def _student_state(config, students, teacher, frozen=None):
     seeds = jax.tree.leaves(teacher)[0].shape[0]
     frozen = frozen or {}
+    noise_keys = jax.random.split(jax.random.key(2), seeds)
     return StudentState(
         params=students,
         opt_state={
             name: init_optimizer(config, params, frozen.get(name, ()))
             for name, params in students.items()
         },
-        teacher_params=teacher,
-        noise_key=jax.random.split(jax.random.key(2), seeds),
+        teacher_logits=make_teacher_targets(network_for(config), config)(teacher, noise_keys, None),
+        noise_key=noise_keys,
         order_key=jax.random.split(jax.random.key(3), seeds),
         starts=None,
         teacher_move=None,
@@ -156,3 +158,18 @@ def test_frozen_layers_never_move_and_the_others_do(frozen, moving):
             before = np.asarray(student["layers"][layer][leaf][...])
             after = np.asarray(trained["layers"][layer][leaf][...])
             assert np.array_equal(before, after) == (layer in frozen), (layer, leaf)
+
+
+def test_teacher_targets_are_the_teacher_logits_on_every_input_batch():
+    config = CONFIG.replace(noise_images=3 * 64)
+    network = network_for(config)
+    teacher = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 2))
+    noise_keys = jax.random.split(jax.random.key(4), 2)
+    targets = make_teacher_targets(network, config)(teacher, noise_keys, None)
+    assert targets.shape == (2, 3, 64, config.n_outputs)
+    for seed in range(2):
+        for batch in range(3):
+            inputs = noise_batch(noise_keys[seed], batch, batch_size=64, input_dim=784)
+            np.testing.assert_allclose(
+                targets[seed, batch], network.apply(_index(teacher, seed), inputs), atol=1e-5
+            )
