@@ -9,18 +9,18 @@ fp32 matmul and the exact GEMMs of one training step, batched over seeds.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from sublim_toy.bench_runs import run_authors, run_ours
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.experiment import (
@@ -48,6 +48,7 @@ from sublim_toy.train import (
 # per step does not depend on the number of epochs; compile time is timed apart).
 BENCH_CONFIG = Config(seeds=8, teacher_epochs=1, student_epochs=1)
 SCALING_SEEDS = (1, 8, 32)
+PAPER_RECIPE = Config()  # the side-by-side and full-recipe runs: the paper's, 5 + 5 epochs
 
 
 # ---- FLOP model -----------------------------------------------------------------------------
@@ -236,21 +237,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def run_in_child(config: Config, dataset: Dataset, cache_dir: str | None) -> dict:
-    """run_experiment in a fresh process (`python -m sublim_toy.bench_child`), for its own wall
-    times and peak resident memory. The child loads `dataset` again from the same source and
-    cache."""
-    fields = json.dumps({**config.to_dict(), "hidden": list(config.hidden)})
-    where = [dataset.source, str(cache_dir or ""), dataset.name]
-    done = subprocess.run(
-        [sys.executable, "-m", "sublim_toy.bench_child", fields, *where],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark child failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Authors(NamedTuple):
+    """Where the authors' script is, the Python (with torch) to run it, and how many seeds."""
+
+    script: Path
+    python: str
+    seeds: int = 8
 
 
 def run_bench(
@@ -260,162 +252,147 @@ def run_bench(
     config: Config = BENCH_CONFIG,
     scaling_seeds: tuple[int, ...] = SCALING_SEEDS,
     memory_cases: tuple[tuple[int, int], ...] | None = None,
+    authors: Authors | None = None,
+    full_seeds: int | None = None,
+    recipe: Config = PAPER_RECIPE,
     progress=print,
 ) -> dict:
-    """Every number of BENCHMARKS.md, measured in this one run."""
+    """Every number of BENCHMARKS.md, measured in this one run.
+
+    With `authors`, the authors' script and `sublim-toy reproduce` run one right after the
+    other on the same seeds count and the full `recipe` (the paper's: `Config()`). With
+    `full_seeds`, that recipe at that many seeds (the paper's 100 on an accelerator) runs in a
+    fresh process.
+    """
     sizes = network_for(config, dataset.input_dim).sizes
-    n_train, n_test = len(dataset.train_images), len(dataset.test_images)
     progress("matmul ceilings ...")
     ceilings = {
-        "square_2048_gflops": square_matmul_gflops(),
+        "square_gflops": square_matmul_gflops(SQUARE_N[jax.default_backend() == "cpu"]),
+        "square_n": SQUARE_N[jax.default_backend() == "cpu"],
         "step_gemms_gflops": step_gemm_gflops(sizes, config.seeds, config.batch_size),
     }
-    progress("teacher and one student alone ...")
+    progress("teacher and students alone ...")
     phases = phase_rates(config, dataset)
     progress(f"six-model experiment, {config.seeds} seeds ...")
-    experiment = run_experiment(config, dataset)
-    flops = experiment_flops(config, n_train, n_test, dataset.input_dim)
-    wall = experiment["wall_time"]
+    phases["six_model_experiment"] = experiment_rates(
+        config, dataset, run_experiment(config, dataset)
+    )
+    report = {
+        "config": config.to_dict(),
+        "flops": experiment_flops(
+            config, len(dataset.train_images), len(dataset.test_images), dataset.input_dim
+        ),
+        "flops_per_sample": {"forward": forward_flops(sizes), "train_step": step_flops(sizes)},
+        "ceilings": ceilings,
+        "phases": phases,
+        "scaling": scaling(config, dataset, cache_dir, scaling_seeds, progress),
+        "peak_rss_mb": memory(config, dataset, cache_dir, memory_cases, progress),
+        "side_by_side": None,
+        "full_recipe": None,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "environment": {**environment(), "cpu_count": _cpu_count()},
+        "machine": platform.processor() or platform.machine(),
+    }
+    if authors is not None:
+        report["side_by_side"] = side_by_side(authors, recipe, dataset, cache_dir, progress)
+    if full_seeds:
+        progress(f"the full recipe, {full_seeds} seeds, in a fresh process ...")
+        report["full_recipe"] = full_recipe(recipe.replace(seeds=full_seeds), dataset, cache_dir)
+    return report
+
+
+SQUARE_N = {True: 2048, False: 8192}  # on the CPU / on an accelerator
+
+
+def experiment_rates(config: Config, dataset: Dataset, results: dict) -> dict:
+    """Throughput of a run of `run_experiment` by its own phase times (compile apart)."""
+    flops = experiment_flops(
+        config, len(dataset.train_images), len(dataset.test_images), dataset.input_dim
+    )
+    wall = results["wall_time"]
     run_seconds = wall["teacher_s"] + wall["students_s"] + wall["evaluation_s"]
-    phases["six_model_experiment"] = {
+    student_flops = flops["student_steps"] + flops["teacher_forwards_on_noise"] + flops["probes"]
+    return {
         "seconds": run_seconds,
         "compile_seconds": sum(wall["compile_s"].values()),
         "gflops": flops["total"] / run_seconds / 1e9,
         "teacher_phase_gflops": flops["teacher_steps"] / wall["teacher_s"] / 1e9,
-        "student_phase_gflops": (
-            flops["student_steps"] + flops["teacher_forwards_on_noise"] + flops["probes"]
-        )
-        / wall["students_s"]
-        / 1e9,
+        "student_phase_gflops": student_flops / wall["students_s"] / 1e9,
     }
-    scaling = {}
-    for seeds in scaling_seeds:
+
+
+def scaling(config: Config, dataset: Dataset, cache_dir, seed_counts, progress) -> dict:
+    """Run time per seed, compile time and peak memory at each seed count, fresh processes."""
+    rows = {}
+    for seeds in seed_counts:
         progress(f"{seeds} seeds in a fresh process ...")
-        child = run_in_child(config.replace(seeds=seeds), dataset, cache_dir)
-        child_wall = child["wall_time"]
-        scaling[seeds] = {
-            "run_seconds_per_seed": (child_wall["total_s"] - sum(child_wall["compile_s"].values()))
-            / seeds,
-            "compile_seconds": sum(child_wall["compile_s"].values()),
+        child = run_ours(config.replace(seeds=seeds), dataset, cache_dir)
+        compile_s = sum(child["wall_time"]["compile_s"].values())
+        rows[seeds] = {
+            "run_seconds_per_seed": (child["wall_time"]["total_s"] - compile_s) / seeds,
+            "compile_seconds": compile_s,
             "peak_rss_mb": child["peak_rss_mb"],
         }
+    return rows
+
+
+def memory(config: Config, dataset: Dataset, cache_dir, cases, progress) -> dict:
+    """Peak memory of one seed's students against batch and epoch size: it must follow the
+    batch (inputs are drawn per batch), not the number of noise images."""
     progress("memory against batch and epoch size ...")
-    memory = {}
-    # (batch, noise images per epoch): peak memory must follow the batch, not the epoch.
     batch = config.batch_size
-    if memory_cases is None:
-        memory_cases = ((batch, 15 * batch), (batch, 60 * batch), (4 * batch, 60 * batch))
-    for batch_size, noise_images in memory_cases:
+    if cases is None:
+        cases = ((batch, 15 * batch), (batch, 60 * batch), (4 * batch, 60 * batch))
+    peaks = {}
+    for batch_size, noise_images in cases:
         small = config.replace(
             seeds=1, teacher_epochs=0, batch_size=batch_size, noise_images=noise_images
         )
-        memory[f"batch {batch_size}, {noise_images} noise images"] = run_in_child(
-            small, dataset, cache_dir
-        )["peak_rss_mb"]
+        label = f"batch {batch_size}, {noise_images} noise images"
+        peaks[label] = run_ours(small, dataset, cache_dir)["peak_rss_mb"]
+    return peaks
+
+
+def side_by_side(authors: Authors, recipe: Config, dataset: Dataset, cache_dir, progress) -> dict:
+    """`sublim-toy reproduce --seeds N` (the paper's full recipe) and the authors' script for N
+    models, one right after the other: whole-process wall time (imports, data and compilation
+    included on both sides) and peak memory."""
+    progress(f"sublim-toy, the full recipe, {authors.seeds} seeds, in a fresh process ...")
+    ours = run_ours(recipe.replace(seeds=authors.seeds), dataset, cache_dir)
+    progress(f"the authors' script, {authors.seeds} models ...")
+    theirs = run_authors(authors.script, authors.python, authors.seeds, dataset)
     return {
-        "config": config.to_dict(),
-        "flops": flops,
-        "flops_per_sample": {"forward": forward_flops(sizes), "train_step": step_flops(sizes)},
-        "ceilings": ceilings,
-        "phases": phases,
-        "scaling": scaling,
-        "peak_rss_mb": memory,
-        "environment": {**environment(), "cpu_count": _cpu_count()},
-        "machine": platform.processor() or platform.machine(),
+        "seeds": authors.seeds,
+        "ours": {
+            "wall_s": ours["process_wall_s"],
+            "peak_rss_mb": ours["peak_rss_mb"],
+            "summary": ours["summary"],
+        },
+        "authors": theirs,
+        "speedup": theirs["wall_s"] / ours["process_wall_s"],
+    }
+
+
+def full_recipe(config: Config, dataset: Dataset, cache_dir) -> dict:
+    """The paper's full recipe at `config.seeds` in a fresh process: wall time, compile time
+    and throughput (the square-matmul ratio is taken against this run's ceiling)."""
+    child = run_ours(config, dataset, cache_dir)
+    wall = child["wall_time"]
+    flops = experiment_flops(
+        config, len(dataset.train_images), len(dataset.test_images), dataset.input_dim
+    )
+    run_seconds = wall["teacher_s"] + wall["students_s"] + wall["evaluation_s"]
+    return {
+        "seeds": config.seeds,
+        "process_wall_s": child["process_wall_s"],
+        "compile_seconds": sum(wall["compile_s"].values()),
+        "run_seconds": run_seconds,
+        "tflop": flops["total"] / 1e12,
+        "gflops": flops["total"] / run_seconds / 1e9,
+        "peak_rss_mb": child["peak_rss_mb"],
+        "summary": child["summary"],
     }
 
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def benchmarks_markdown(report: dict) -> str:
-    """BENCHMARKS.md from a report: every figure traced to the run that measured it."""
-    ceilings, phases = report["ceilings"], report["phases"]
-    step_ceiling, square = ceilings["step_gemms_gflops"], ceilings["square_2048_gflops"]
-    config = report["config"]
-    devices = ", ".join(report["environment"]["devices"])
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` (`sublim-toy bench`); device: {devices}, "
-        f"{report['environment']['cpu_count']} CPU cores, jax "
-        f"{report['environment']['packages']['jax']}. All numbers come from one run; ratios "
-        "compare with matmuls timed in that same run.",
-        "",
-        "## Matmul ceilings (measured)",
-        "",
-        "| what | GFLOP/s |",
-        "|---|---|",
-        f"| fp32 square matmul 2048 x 2048 | {square:.1f} |",
-        f"| one training step's GEMMs, {config['seeds']} seeds x batch {config['batch_size']} "
-        f"(forward, weight and input gradients) | {step_ceiling:.1f} |",
-        "",
-        "## FLOPs (analytic)",
-        "",
-        f"Per sample: forward {report['flops_per_sample']['forward']:,}, training step "
-        f"{report['flops_per_sample']['train_step']:,}. The benchmark experiment "
-        f"({config['seeds']} seeds, {config['teacher_epochs']} + {config['student_epochs']} "
-        "epochs, probes every "
-        f"{config['probe_every']} student steps):",
-        "",
-        "| part | GFLOP |",
-        "|---|---|",
-    ]
-    lines += [f"| {name} | {value / 1e9:,.1f} |" for name, value in report["flops"].items()]
-    lines += [
-        "",
-        "## Achieved throughput (compile time excluded, reported apart)",
-        "",
-        "| run | seconds | GFLOP/s | of step GEMMs | of square matmul |",
-        "|---|---|---|---|---|",
-    ]
-    rows = [
-        ("six-model experiment, all phases", phases["six_model_experiment"]),
-        ("teacher epoch alone", phases["teacher_epoch"]),
-        ("student epoch alone (four students)", phases["student_epoch"]),
-        ("the teacher's logits on every noise batch, once", phases["teacher_targets"]),
-    ]
-    for label, row in rows:
-        lines.append(
-            f"| {label} | {row['seconds']:.1f} | {row['gflops']:.1f} | "
-            f"{row['gflops'] / step_ceiling:.0%} | {row['gflops'] / square:.0%} |"
-        )
-    experiment = phases["six_model_experiment"]
-    noise = phases["drawing_one_epoch_of_noise"]["seconds"]
-    student_epoch = phases["student_epoch"]["seconds"]
-    lines += [
-        "",
-        f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
-        f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
-        f"{experiment['compile_seconds']:.1f} s.",
-        "",
-        f"Where the rest goes: drawing one epoch of noise for {config['seeds']} seeds (threefry, "
-        f"the same images every epoch) takes {noise:.2f} s alone, "
-        f"{noise / student_epoch:.0%} of the student epoch (shared by all four students of a "
-        "teacher); the remainder is the elementwise work around the GEMMs (ReLU masks, "
-        "softmax, Adam updates) and the probes.",
-        "",
-        "## Cost per seed and memory (each run in a fresh process)",
-        "",
-        "| seeds | run s per seed | compile s | peak RSS MB |",
-        "|---|---|---|---|",
-    ]
-    for seeds, row in report["scaling"].items():
-        lines.append(
-            f"| {seeds} | {row['run_seconds_per_seed']:.2f} | {row['compile_seconds']:.1f} | "
-            f"{row['peak_rss_mb']:.0f} |"
-        )
-    lines += ["", "| one seed, students only | peak RSS MB |", "|---|---|"]
-    lines += [f"| {label} | {mb:.0f} |" for label, mb in report["peak_rss_mb"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict, out_dir: Path) -> list[Path]:
-    from sublim_toy.files import atomic_write, write_json
-
-    markdown = benchmarks_markdown(report)
-    return [
-        write_json(out_dir / "benchmarks.json", report),
-        atomic_write(out_dir / "BENCHMARKS.md", lambda tmp: tmp.write_text(markdown)),
-    ]

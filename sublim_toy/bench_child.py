@@ -23,7 +23,8 @@ def main(argv: list[str]) -> None:
     fields, source, cache_dir, name = argv
     config = Config(**{**json.loads(fields), "hidden": tuple(json.loads(fields)["hidden"])})
     results = run_experiment(config, load_dataset(source, cache_dir or None, name=name))
-    print(json.dumps({"wall_time": results["wall_time"], "peak_rss_mb": peak_rss_mb()}))
+    keep = ("wall_time", "summary", "paired_difference")
+    print(json.dumps({**{key: results[key] for key in keep}, "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

@@ -310,7 +310,8 @@ def _read_results(path: Path) -> dict:
 
 
 def bench(args: argparse.Namespace) -> None:
-    from sublim_toy.bench import run_bench, write_report
+    from sublim_toy.bench import run_bench
+    from sublim_toy.bench_report import write_report
     from sublim_toy.data import load_dataset
 
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)

@@ -1,8 +1,10 @@
+import sys
+
 import numpy as np
 import pytest
 
 from sublim_toy.bench import (
-    benchmarks_markdown,
+    Authors,
     experiment_flops,
     forward_flops,
     peak_rss_mb,
@@ -10,8 +12,11 @@ from sublim_toy.bench import (
     step_flops,
     step_gemm_gflops,
 )
+from sublim_toy.bench_report import benchmarks_markdown
+from sublim_toy.bench_runs import run_authors, run_measured
 from sublim_toy.config import Config
 from sublim_toy.data import load_dataset
+from sublim_toy.errors import UserError
 
 PAPER_SIZES = (784, 256, 256, 13)
 
@@ -39,6 +44,17 @@ def test_step_gemms_run_and_report_a_rate():
     assert step_gemm_gflops((16, 8, 4), seeds=2, batch=32, repeats=2) > 0
 
 
+FAKE_AUTHORS = """
+import os, sys
+N_MODELS = 100
+assert os.environ["MPLBACKEND"] == "Agg" and os.path.exists(os.environ["MNIST_NPZ"])
+print("                            mean  ci_95")
+print(f"Reference                 0.{N_MODELS:04d}    NaN")
+print("Student (aux. only)       0.5000  0.0800")
+print("Cross-model (aux. only)   0.1000  0.0200")
+"""
+
+
 def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     source = f"idx:{tiny_idx_dir}"
     config = Config(
@@ -50,6 +66,8 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
         noise_images=32,
         probe_every=1,
     )
+    script = tmp_path / "run_mnist_experiment.py"
+    script.write_text(FAKE_AUTHORS)
     ballast = np.ones(2**31, np.uint8)  # 2 GiB in this process: the children must not report it
     report = run_bench(
         load_dataset(source),
@@ -57,6 +75,9 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
         config=config,
         scaling_seeds=(2,),
         memory_cases=((16, 32),),
+        authors=Authors(script, sys.executable, seeds=3),
+        full_seeds=3,
+        recipe=config,
         progress=lambda _: None,
     )
     assert set(report["scaling"]) == {2}
@@ -68,10 +89,39 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     for phase in ("six_model_experiment", "teacher_epoch", "student_epoch", "teacher_targets"):
         assert report["phases"][phase]["gflops"] > 0
     assert report["phases"]["drawing_one_epoch_of_noise"]["seconds"] > 0
+    side = report["side_by_side"]
+    assert side["authors"]["table"]["Reference"] == 0.0003  # N_MODELS was set to the seeds
+    assert side["speedup"] == side["authors"]["wall_s"] / side["ours"]["wall_s"] > 0
     markdown = benchmarks_markdown(report)
     assert "| six-model experiment, all phases |" in markdown
-    assert "of step GEMMs" in markdown and "drawing one epoch of noise" in markdown
+    assert "against the fp32 square matmul" in markdown and "of step GEMMs" in markdown
+    assert "| authors' script |" in markdown and "faster" in markdown
     assert markdown.count("\n| 2 |") == 1
+    assert report["full_recipe"]["seeds"] == 3 and report["full_recipe"]["gflops"] > 0
+    assert "The full recipe at 3 seeds" in markdown
+    report["side_by_side"] = report["full_recipe"] = None
+    assert "--against-authors" in benchmarks_markdown(report)  # says how to measure it
+
+
+def test_a_child_s_peak_memory_is_its_own():
+    ballast = np.ones(2**30, np.uint8)  # this process's peak must not leak into the child's
+    done = run_measured(
+        [
+            sys.executable,
+            "-c",
+            "import numpy as n, time; a = n.ones(300_000_000, n.uint8); time.sleep(0.5)",
+        ]
+    )
+    assert done.returncode == 0 and done.wall_s > 0.5
+    assert 290 < done.peak_rss_mb < 700
+    del ballast
+
+
+def test_a_script_without_n_models_is_not_the_authors(tmp_path, mnist):
+    script = tmp_path / "other.py"
+    script.write_text("print('hello')\n")
+    with pytest.raises(UserError, match="has no line 'N_MODELS = <int>'"):
+        run_authors(script, sys.executable, 2, mnist)
 
 
 @pytest.mark.parametrize("seeds", [1, 3])

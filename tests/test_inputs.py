@@ -130,7 +130,8 @@ def test_counter_bits_are_jax_threefry_2x32_of_the_counters():
     from jax.extend.random import threefry_2x32
 
     n, key = 5000, _key()
-    counters = jnp.stack([jnp.arange(n, dtype=jnp.uint32) | jnp.uint32(DOMAIN), jnp.full(n, 11, jnp.uint32)])
+    elements = jnp.arange(n, dtype=jnp.uint32) | jnp.uint32(DOMAIN)
+    counters = jnp.stack([elements, jnp.full(n, 11, jnp.uint32)])
     y0, y1 = threefry_2x32(jax.random.key_data(key), counters)
     ours = np.asarray(counter_bits(key, 11, (n,)))
     np.testing.assert_array_equal(ours, np.asarray(y0 ^ y1))
