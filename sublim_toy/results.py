@@ -73,7 +73,7 @@ def summarise(
 ) -> dict:
     """Config, per-seed accuracies, their summaries and the paired difference, provenance."""
     first, second = PAIRED
-    diverged = {name: sorted(seeds) for name, seeds in (diverged or {}).items() if seeds}
+    diverged = {name: sorted(diverged[name]) for name in MODELS if (diverged or {}).get(name)}
     accuracies = drop_diverged(accuracies, diverged)
     return {
         "experiment": "figure10",
@@ -149,12 +149,12 @@ def format_table(results: dict) -> str:
     if results.get("diverged"):
         seeds = len(results["accuracy"]["reference"])
         models = ", ".join(
-            f"{MODEL_LABELS[name]} on {len(indices)} of {seeds}"
+            f"{MODEL_LABELS[name]} on {len(indices)} of {seeds} seeds"
             for name, indices in results["diverged"].items()
         )
         lines.append(
-            f"DIVERGED (parameters not finite; accuracy recorded as null, left out of the "
-            f"summaries): {models} seeds; lower --learning-rate"
+            f"DIVERGED: {models} (parameters not finite: accuracy recorded as null and left "
+            "out of the summaries; try a lower learning rate)"
         )
     return "\n".join(lines)
 
