@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -545,6 +546,18 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _run(args)
+
+
+def entry_point() -> None:
+    """The `sublim-toy` script: main(), then exit with its status. After Ctrl-C it exits at
+    once: finalising the interpreter while XLA's threads still run the interrupted
+    computation can crash it (a segfault after the message), and every file is closed."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _run(args: argparse.Namespace) -> int:

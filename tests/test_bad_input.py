@@ -12,6 +12,9 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -502,6 +505,35 @@ def test_ctrl_c_in_a_sweep_says_how_many_points_are_kept_and_how_to_resume(
     assert code == 0, err
     assert calls == [2, 3, 3]
     assert "resuming: 1 of 2 points already finished" in printed + err
+
+
+def test_a_real_ctrl_c_in_a_sweep_exits_130_with_the_message(tiny_idx_dir, tmp_path):
+    """The signal itself, in a fresh process: the message, status 130 and no crash on the way
+    out (finalising while XLA still runs the interrupted point used to segfault)."""
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "sublim_toy", "sweep", "--set", "aux=2,3,4,5,6,7,8,9"]
+    command += [*TINY, "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out)]
+    with subprocess.Popen(
+        command,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell starts background jobs with Ctrl-C ignored; this one must see it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as sweeping:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("points/*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sweeping.send_signal(signal.SIGINT)
+        _, err = sweeping.communicate()
+    kept = len(list(out.glob("points/*.json")))
+    assert 1 <= kept < 8, "the Ctrl-C came too late to test anything"
+    assert sweeping.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"sublim-toy: interrupted; {kept} of 8 points are kept in {out}; run the same command "
+        "again to resume"
+    )
 
 
 # ---- 10. one config surface --------------------------------------------------------------------
