@@ -49,3 +49,28 @@ def test_one_aux_logit_is_allowed_with_squared_error():
 def test_replace_validates_again():
     with pytest.raises(UserError):
         Config().replace(batch_size=0)
+
+
+def test_one_parser_turns_command_line_text_into_every_field():
+    from sublim_toy.config import FIELDS, parse_value
+
+    assert parse_value("hidden", "64x64") == (64, 64)
+    assert parse_value("learning_rate", "1e-3") == 1e-3
+    assert parse_value("init_angle", "30") == 30.0
+    assert parse_value("seeds", "8") == 8
+    assert parse_value("init", "he") == "he"
+    for field in FIELDS:  # every field's default survives a round trip through its text
+        default = getattr(Config(), field)
+        text = "x".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        assert parse_value(field, text) == default
+    with pytest.raises(UserError, match="unknown config field 'width'"):
+        parse_value("width", "3")
+
+
+def test_config_errors_know_their_fields():
+    from sublim_toy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Config(batch_size=4096, noise_images=2048)
+    assert caught.value.fields == ("batch_size", "noise_images")
+    assert caught.value.values == {"batch_size": 4096, "noise_images": 2048}
