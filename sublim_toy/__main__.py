@@ -1,5 +1,3 @@
-import sys
+from sublim_toy.cli import entry_point
 
-from sublim_toy.cli import main
-
-sys.exit(main())
+entry_point()

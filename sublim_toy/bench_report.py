@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sublim_toy.files import atomic_write, write_json
-
 # What the benchmark is held to (see the performance page of the docs).
 TARGET_OF_SQUARE = 0.75  # the experiment's FLOP/s against the square matmul timed beside it
 TARGET_SPEEDUP = 1.5  # wall time of the authors' script over ours, same seeds and recipe
@@ -24,14 +20,6 @@ def benchmarks_markdown(report: dict) -> str:
     for section in (*sections, _scaling):
         lines += [*section(report), ""]
     return "\n".join(lines).rstrip() + "\n"
-
-
-def write_report(report: dict, out_dir: Path) -> list[Path]:
-    markdown = benchmarks_markdown(report)
-    return [
-        write_json(Path(out_dir) / "benchmarks.json", report),
-        atomic_write(Path(out_dir) / "BENCHMARKS.md", lambda tmp: tmp.write_text(markdown)),
-    ]
 
 
 def _intro(report: dict) -> list[str]:

@@ -1,13 +1,24 @@
-"""Command line: argument parsing and printing only; the work is in the modules it calls."""
+"""Command line: argument parsing and printing only; the work is in the modules it calls.
+
+Every command checks its input and its output locations before any compute, writes its files
+all at once at the end, and exits 0 on success, 1 only when `theorem` finds a condition
+failed, 2 on bad input, 130 on Ctrl-C and 3 on an internal error (a bug).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
+import warnings
+from importlib import metadata
 from pathlib import Path
 
 from sublim_toy.config import (
+    DEFAULTS,
+    FIELDS,
     FREEZE,
     HEAD_INITS,
     HIDDEN_INITS,
@@ -15,10 +26,63 @@ from sublim_toy.config import (
     INIT_SCHEMES,
     QUICK,
     Config,
+    check_seed,
+    parse_value,
+    split_assignment,
 )
 from sublim_toy.data import DATASETS
-from sublim_toy.errors import UserError
-from sublim_toy.sweep import STUDIES
+from sublim_toy.errors import ConfigError, Interrupted, UserError
+from sublim_toy.sweep import STUDIES, STUDY_SEEDS
+
+COMMAND_HELP = {
+    "reproduce": "train the six models of Figure 10 for many seeds; results.json + figures",
+    "sweep": "a grid over any config fields; resumes after an interruption",
+    "study": "a shipped sweep (aux, init, angle, layers, ...) with its table and figures",
+    "plot": "redraw Figure 10 (and the alignment figure) from a results.json",
+    "theorem": "check Theorem 1 numerically on a fresh paper MLP (float64); exit 1 if it fails",
+    "bench": "measure FLOP/s against this machine's own matmuls; write BENCHMARKS.md",
+}
+DESCRIPTION = """\
+Reproduce the MNIST toy of "Subliminal Learning" (Cloud, Le et al. 2026): a student MLP that
+shares its initialisation with an MNIST-trained teacher learns to classify digits while only
+imitating the teacher's auxiliary logits on random noise; a student with another init does not.
+
+commands:
+""" + "".join(f"  {name:<11}{text}\n" for name, text in COMMAND_HELP.items())
+EPILOG = """\
+Start with `sublim-toy reproduce --quick` (a few minutes on a laptop CPU). Every command that
+trains takes the config flags and --set FIELD=VALUE for any config field; `sublim-toy COMMAND
+--help` lists them. The README explains every command, its output files and the numbers.
+"""
+# The files each command writes into its --out (a rerun replaces them only with --overwrite).
+RUN_FILES = ("results.json", "figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
+PLOT_FILES = ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
+THEOREM_FILES = (
+    "theorem.json",
+    "theorem_loglog.png",
+    "theorem_loglog.pdf",
+    "alignment.png",
+    "alignment.pdf",
+)
+BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
+STUDY_FILES = tuple(
+    f"{stem}.{fmt}" for stem in ("study", "first_order", "weight_scale") for fmt in ("png", "pdf")
+)
+# Config fields with a flag of their own (--teacher-epochs, ...); every field has --set.
+NAMED_FIELDS = (
+    "seeds",
+    "seed",
+    "teacher_epochs",
+    "student_epochs",
+    "aux",
+    "init",
+    "imitation_loss",
+    "learning_rate",
+    "batch_size",
+    "noise_images",
+    "probe_every",
+    "freeze",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,81 +92,75 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sublim-toy", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    reproduce = commands.add_parser(
-        "reproduce", help="train the six models of Figure 10 for many seeds; JSON + figure"
+    parser = _Parser(
+        prog="sublim-toy",
+        usage="sublim-toy [-h] [--version] COMMAND ...",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100),
     )
-    _config_arguments(reproduce)
+    parser.add_argument("--version", action="version", version=f"sublim-toy {_version()}")
+    # the commands are listed in DESCRIPTION: argparse's own list wraps them badly
+    commands = parser.add_subparsers(
+        dest="command",
+        prog="sublim-toy",
+        metavar="COMMAND",
+        help=argparse.SUPPRESS,
+        parser_class=_Parser,
+    )
+    _add_reproduce(commands)
+    _add_sweep(commands)
+    _add_study(commands)
+    _add_plot(commands)
+    _add_theorem(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sublim-toy")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _add_reproduce(commands) -> None:
+    reproduce = commands.add_parser("reproduce", description=COMMAND_HELP["reproduce"])
+    _config_arguments(reproduce, "FIELD=VALUE")
     _data_arguments(reproduce)
-    reproduce.add_argument(
-        "--out",
-        type=Path,
-        default=Path("results/reproduce"),
-        help="output directory (default results/reproduce)",
-    )
-    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _out_arguments(reproduce, Path("results/reproduce"))
 
-    bench = commands.add_parser(
-        "bench", help="measure FLOP/s against this machine's matmuls; write BENCHMARKS.md"
-    )
-    _data_arguments(bench)
-    bench.add_argument(
-        "--out",
-        type=Path,
-        default=Path("."),
-        help="where BENCHMARKS.md and benchmarks.json go (default .)",
-    )
 
-    sweep = commands.add_parser(
-        "sweep", help="a grid over any config fields; resumes after an interruption"
-    )
-    sweep.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="FIELD=V1,V2",
-        help="a swept field (repeatable): --set aux=2,3,5",
-    )
-    _config_arguments(sweep)
+def _add_sweep(commands) -> None:
+    sweep = commands.add_parser("sweep", description=COMMAND_HELP["sweep"])
+    _config_arguments(sweep, "FIELD=V1,V2")
     _data_arguments(sweep)
-    sweep.add_argument("--out", type=Path, required=True, help="the study directory")
-    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--out", type=Path, required=True, help="the sweep's directory")
+    _overwrite_argument(sweep, "discard another sweep stored in --out")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    study = commands.add_parser(
-        "study", help=f"run a shipped study ({', '.join(STUDIES)}); resumable; figure"
-    )
+
+def _add_study(commands) -> None:
+    study = commands.add_parser("study", description=COMMAND_HELP["study"])
     study.add_argument("name", choices=list(STUDIES), help="which study")
-    _config_arguments(study)
+    _config_arguments(study, "FIELD=VALUE", seeds=STUDY_SEEDS)
     _data_arguments(study)
     study.add_argument("--out", type=Path, help="directory (default results/study-NAME[-DATASET])")
-    study.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _overwrite_argument(study, "discard another sweep stored in --out")
+    study.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    plot = commands.add_parser("plot", help="redraw Figure 10 from a results JSON")
+
+def _add_plot(commands) -> None:
+    plot = commands.add_parser("plot", description=COMMAND_HELP["plot"])
     plot.add_argument("results", type=Path, help="results.json of a reproduce run")
     plot.add_argument("--out", type=Path, help="output directory (default: beside the JSON)")
+    _overwrite_argument(plot, "replace the figures already in --out")
 
-    theorem = commands.add_parser(
-        "theorem", help="check Theorem 1 numerically on a fresh paper MLP (float64); JSON + figure"
-    )
-    theorem.add_argument("--seed", type=_integer, default=0, help="PRNG seed (default 0)")
+
+def _add_theorem(commands) -> None:
+    theorem = commands.add_parser("theorem", description=COMMAND_HELP["theorem"])
+    theorem.add_argument("--seed", metavar="S", help="PRNG seed, 0 to 2**32 - 1 (default 0)")
     theorem.add_argument(
         "--loss", choices=IMITATION_LOSSES, default="kl", help="student loss L_S (default kl)"
     )
@@ -114,34 +172,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_arguments(theorem)
     theorem.add_argument(
-        "--out",
-        type=Path,
-        default=Path("results/theorem"),
-        help="output directory (default results/theorem)",
-    )
-    theorem.add_argument(
         "--alignment-from",
         type=Path,
         help="results.json of a reproduce run: also draw its alignment-over-training figure",
     )
-    return parser
+    _out_arguments(theorem, Path("results/theorem"), progress=False)
 
 
-def _config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that set Config fields; unset flags keep the command's defaults."""
-    parser.add_argument("--seeds", type=_integer, help=f"runs (default {Config.seeds})")
-    parser.add_argument("--seed", type=_integer, help="root PRNG seed (default 0)")
-    parser.add_argument("--epochs", type=_integer, help="teacher and student epochs (5)")
-    parser.add_argument("--teacher-epochs", type=_integer, help="overrides --epochs")
-    parser.add_argument("--student-epochs", type=_integer, help="overrides --epochs")
-    parser.add_argument("--aux", type=_integer, help="auxiliary logits m (default 3)")
+def _add_bench(commands) -> None:
+    bench = commands.add_parser("bench", description=COMMAND_HELP["bench"])
+    _data_arguments(bench)
+    bench.add_argument(
+        "--out", type=Path, default=Path("."), help="where BENCHMARKS.md and benchmarks.json go (.)"
+    )
+    _overwrite_argument(bench, "replace BENCHMARKS.md and benchmarks.json in --out")
+    bench.add_argument(
+        "--against-authors",
+        type=Path,
+        metavar="SCRIPT",
+        help="the authors' run_mnist_experiment.py: time it beside sublim-toy (needs --python)",
+    )
+    bench.add_argument("--python", help="a Python with torch to run the authors' script")
+    bench.add_argument(
+        "--authors-seeds",
+        default="8",
+        metavar="N",
+        help="seeds (the script's N_MODELS) of the side-by-side run (8)",
+    )
+    bench.add_argument(
+        "--full-seeds",
+        metavar="N",
+        help="also time the full recipe at N seeds (default: 100 on a GPU or TPU, none on a CPU)",
+    )
+
+
+def _out_arguments(parser, default: Path, *, progress: bool = True) -> None:
+    parser.add_argument("--out", type=Path, default=default, help=f"output directory ({default})")
+    _overwrite_argument(parser, "replace an earlier run's files in --out")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _overwrite_argument(parser, text: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=text)
+
+
+def _config_arguments(parser, set_metavar: str, **command_defaults) -> None:
+    """Flags that set Config fields: shortcuts for the common ones, --set for every field.
+    Each flag's help shows this command's default. Values are parsed by config.parse_value."""
+    default = {**DEFAULTS, **command_defaults}
+    parser.add_argument(
+        "--seeds", metavar="N", help=f"runs side by side (default {default['seeds']})"
+    )
+    parser.add_argument("--seed", metavar="S", help="root PRNG seed, 0 to 2**32 - 1 (default 0)")
+    parser.add_argument("--epochs", metavar="N", help="teacher and student epochs (5)")
+    parser.add_argument("--teacher-epochs", metavar="N", help="overrides --epochs")
+    parser.add_argument("--student-epochs", metavar="N", help="overrides --epochs")
+    parser.add_argument("--aux", metavar="M", help="auxiliary logits m (default 3)")
     parser.add_argument("--init", choices=INIT_SCHEMES, help="weight init (default normal)")
     parser.add_argument("--imitation-loss", choices=IMITATION_LOSSES, help="default kl")
-    parser.add_argument("--learning-rate", type=_number, help="Adam step size (3e-4)")
-    parser.add_argument("--batch-size", type=_integer, help="default 1024")
-    parser.add_argument("--noise-images", type=_integer, help="student inputs per epoch (60000)")
+    parser.add_argument("--learning-rate", metavar="LR", help="Adam step size (3e-4)")
+    parser.add_argument("--batch-size", metavar="B", help="default 1024")
+    parser.add_argument("--noise-images", metavar="N", help="student inputs per epoch (60000)")
     parser.add_argument(
-        "--probe-every", type=_integer, help="student steps between alignment probes (29; 0: none)"
+        "--probe-every", metavar="N", help="student steps between alignment probes (29; 0: none)"
     )
     parser.add_argument(
         "--student-init",
@@ -152,6 +246,20 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--freeze", choices=FREEZE, help="layers the shared-init students never update (none)"
+    )
+    sweeps = "," in set_metavar
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar=set_metavar,
+        help=(
+            "a swept field and its values (repeatable), e.g. --set aux=2,3,5; "
+            if sweeps
+            else "any config field (repeatable), e.g. --set init_angle=30 --set hidden=64x64; "
+        )
+        + f"fields: {', '.join(FIELDS)}",
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
@@ -187,137 +295,293 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace, **defaults) -> Config:
-    """Config defaults, the command's own defaults, the --quick preset, then explicit flags."""
-    fields = {**defaults, **(QUICK if args.quick else {})}
+# ---- from flags to a Config -------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace, **command_defaults) -> Config:
+    """Config defaults < the command's defaults < --quick < named flags and --set (one value
+    per field; a field given twice is refused)."""
+    values, _ = _collect(args, command_defaults, sweep=False)
+    return Config(**values)
+
+
+def sweep_from_args(args: argparse.Namespace) -> tuple[Config, list[tuple[str, tuple]]]:
+    """The base config (as config_from_args, without --set) and the swept --set fields."""
+    values, swept = _collect(args, {}, sweep=True)
+    return Config(**values), swept
+
+
+def _collect(args, command_defaults: dict, *, sweep: bool) -> tuple[dict, list]:
+    """The fields as the flags set them, and with `sweep` the --set fields with their tuples
+    of values. Records `args.given` {field: (what the user typed, whether that is exactly
+    this field's value)} and `args.origins` for error messages (`_blame`)."""
+    values = dict(command_defaults)
+    args.origins = {field: f"the {args.command} default" for field in command_defaults}
+    if args.quick:
+        values.update(QUICK)
+        args.origins.update(dict.fromkeys(QUICK, "--quick"))
+    args.given = given = {}
+    swept = []
+
+    def give(field: str, spelling: str, exact: bool) -> None:
+        if field in given:
+            raise UserError(f"{spelling}: {field} is already set by {given[field][0]}")
+        given[field] = (spelling, exact)
+
+    for field in NAMED_FIELDS:
+        text = getattr(args, field)
+        if text is not None:
+            give(field, f"--{field.replace('_', '-')} {text}", True)
+            values[field] = parse_value(field, text)
+    if args.student_init:
+        spelling = ",".join(f"{k.removesuffix('_init')}={v}" for k, v in args.student_init.items())
+        for field, source in args.student_init.items():
+            give(field, f"--student-init {spelling}", False)
+            values[field] = parse_value(field, source)
+    for text in args.settings:
+        try:
+            field, items = split_assignment(text)
+        except UserError as err:
+            raise UserError(f"--set {text}: {err}") from None
+        give(field, f"--set {text}", len(items) == 1)
+        if sweep:
+            swept.append((field, tuple(parse_value(field, item) for item in items)))
+        elif len(items) == 1:
+            values[field] = parse_value(field, items[0])
+        else:
+            raise UserError(
+                f"--set {text}: one value per field here (hidden widths are written 64x64); "
+                "`sublim-toy sweep` sweeps lists of values"
+            )
     if args.epochs is not None:
-        fields.update(teacher_epochs=args.epochs, student_epochs=args.epochs)
-    explicit = {
-        "seeds": args.seeds,
-        "seed": args.seed,
-        "teacher_epochs": args.teacher_epochs,
-        "student_epochs": args.student_epochs,
-        "aux": args.aux,
-        "init": args.init,
-        "imitation_loss": args.imitation_loss,
-        "learning_rate": args.learning_rate,
-        "batch_size": args.batch_size,
-        "noise_images": args.noise_images,
-        "probe_every": args.probe_every,
-        "freeze": args.freeze,
-        **(args.student_init or {}),
-    }
-    fields.update({name: value for name, value in explicit.items() if value is not None})
-    return Config(**fields)
+        for field in ("teacher_epochs", "student_epochs"):
+            if field not in given:  # --teacher-epochs and --student-epochs override --epochs
+                given[field] = (f"--epochs {args.epochs}", False)
+                values[field] = parse_value(field, args.epochs)
+    return values, swept
+
+
+def _blame(err: ConfigError, args: argparse.Namespace) -> str:
+    """A ConfigError in the words the user typed: the flags they gave first, then the other
+    fields involved with where their values came from."""
+    given = getattr(args, "given", {})
+    origins = getattr(args, "origins", {})
+    parts = []
+    for field in sorted(err.fields, key=lambda field: field not in given):
+        value = err.values[field]
+        if field in given:
+            spelling, exact = given[field]
+            parts.append(spelling if exact else f"{spelling} ({field}={value!r})")
+        else:
+            parts.append(f"{field}={value!r} ({origins.get(field, 'the default')})")
+    return f"{' with '.join(parts)}: {err.detail}"
+
+
+# ---- commands ---------------------------------------------------------------------------------
 
 
 def reproduce(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
     from sublim_toy.experiment import run_experiment
-    from sublim_toy.files import write_json
-    from sublim_toy.plots import alignment_figure, figure10, save_figures
+    from sublim_toy.files import OutputDir, json_text
+    from sublim_toy.plots import alignment_figure, figure10, figure_files
     from sublim_toy.results import format_table
 
     config = config_from_args(args)
+    outputs = OutputDir(args.out, RUN_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
     results = run_experiment(config, dataset, progress=not args.no_progress)
     print(format_table(results))
-    json_path = write_json(args.out / "results.json", results)
-    figures = save_figures(figure10(results), args.out / "figure10")
+    files = {"results.json": json_text(results), **figure_files(figure10(results), "figure10")}
     if results["alignment"]["steps"]:
-        figures += save_figures(alignment_figure(results), args.out / "alignment")
-    print(f"wrote {json_path}, {', '.join(str(path) for path in figures)}")
+        files.update(figure_files(alignment_figure(results), "alignment"))
+    paths = outputs.commit(files)
+    print(f"wrote {', '.join(str(path) for path in paths)}")
     print(f"wall time {results['wall_time']['total_s']:.0f} s")
 
 
 def sweep(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
-    from sublim_toy.sweep import parse_assignment, run_sweep
+    from sublim_toy.files import check_directory
+    from sublim_toy.sweep import grid, run_sweep
 
-    if not args.assignments:
+    if not args.settings:
         raise UserError("sweep needs at least one --set FIELD=V1,V2,...")
-    assignments = [parse_assignment(text) for text in args.assignments]
-    base = config_from_args(args)
+    base, assignments = sweep_from_args(args)
+    grid(base, assignments)  # every point valid before anything runs
+    check_directory(args.out, "--out")
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
-    run_sweep(base, assignments, args.out, dataset, progress=not args.no_progress)
+    run_sweep(
+        base,
+        assignments,
+        args.out,
+        dataset,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {args.out / 'points.csv'} and one JSON per point in {args.out / 'points'}")
 
 
 def study(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
-    from sublim_toy.plots import STUDY_FIGURES, first_order_figure, save_figures, study_figure
-    from sublim_toy.sweep import STUDY_SEEDS, format_first_order, format_study, run_sweep
+    from sublim_toy.files import check_directory
+    from sublim_toy.sweep import format_first_order, format_study, grid, locked, run_sweep
 
     chosen = STUDIES[args.name]
     base = config_from_args(args, seeds=STUDY_SEEDS)
+    for field in set(chosen.fields) & set(args.given):
+        values = ", ".join(map(str, dict(chosen.assignments)[field]))
+        raise UserError(
+            f"{args.given[field][0]}: study {args.name} sweeps {field} itself ({values}); "
+            "`sublim-toy sweep` runs other grids"
+        )
+    grid(base, list(chosen.assignments))  # every point valid before anything runs
     suffix = "" if args.dataset == "mnist" else f"-{args.dataset}"
     out = args.out or Path(f"results/study-{args.name}{suffix}")
+    check_directory(out, "--out")
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"study {args.name}: {chosen.question}")
-    results = run_sweep(base, list(chosen.assignments), out, dataset, progress=not args.no_progress)
-    print(format_study(chosen, results))
-    print(format_first_order(chosen, results))
-    figures = save_figures(study_figure(args.name, chosen, results), out / "study")
-    figures += save_figures(first_order_figure(args.name, chosen, results), out / "first_order")
-    if args.name in STUDY_FIGURES:
-        stem, draw = STUDY_FIGURES[args.name]
-        figures += save_figures(draw(args.name, chosen, results), out / stem)
+    with locked(out):
+        results = run_sweep(
+            base,
+            list(chosen.assignments),
+            out,
+            dataset,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+        print(format_study(chosen, results))
+        print(format_first_order(chosen, results))
+        try:
+            figures = _study_figures(args.name, chosen, results, out)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; all {len(results)} points are kept in {out}; run the same "
+                "command again to draw the figures"
+            ) from None
     print(f"wrote {out / 'points.csv'}, {', '.join(str(path) for path in figures)}")
 
 
-def plot(args: argparse.Namespace) -> None:
-    from sublim_toy.plots import alignment_figure, figure10, save_figures
+def _study_figures(name: str, chosen, results: list[dict], out: Path) -> list[Path]:
+    from sublim_toy.files import OutputDir
+    from sublim_toy.plots import STUDY_FIGURES, figure_files, first_order_figure, study_figure
 
-    results = _read_results(args.results)
-    out = args.out or args.results.parent
-    paths = save_figures(figure10(results), out / "figure10")
-    if results.get("alignment", {}).get("steps"):
-        paths += save_figures(alignment_figure(results), out / "alignment")
-    for path in paths:
+    files = figure_files(study_figure(name, chosen, results), "study")
+    files.update(figure_files(first_order_figure(name, chosen, results), "first_order"))
+    if name in STUDY_FIGURES:
+        stem, draw = STUDY_FIGURES[name]
+        files.update(figure_files(draw(name, chosen, results), stem))
+    # the sweep's grid check stands for the refusal: this directory holds this very study
+    return OutputDir(out, STUDY_FILES, overwrite=True).commit(files)
+
+
+def plot(args: argparse.Namespace) -> None:
+    from sublim_toy.files import OutputDir
+    from sublim_toy.plots import alignment_figure, figure10, figure_files
+    from sublim_toy.results import check_alignment, check_record
+
+    results = check_record(_read_json(args.results), str(args.results))
+    outputs = OutputDir(args.out or args.results.parent, PLOT_FILES, overwrite=args.overwrite)
+    files = figure_files(figure10(results), "figure10")
+    if (results.get("alignment") or {}).get("steps"):
+        check_alignment(results, str(args.results))
+        files.update(figure_files(alignment_figure(results), "alignment"))
+    for path in outputs.commit(files):
         print(f"wrote {path}")
 
 
 def theorem(args: argparse.Namespace) -> int:
     """Exit status 1 when a condition of the check fails."""
     from sublim_toy.data import load_dataset
-    from sublim_toy.files import write_json
-    from sublim_toy.plots import alignment_figure, save_figures, theorem_figure
+    from sublim_toy.files import OutputDir, json_text
+    from sublim_toy.plots import alignment_figure, figure_files, theorem_figure
+    from sublim_toy.results import check_alignment
     from sublim_toy.theorem import mnist_check
     from sublim_toy.theorem_report import format_report
 
-    if args.alignment_from is not None:
-        _read_results(args.alignment_from)  # a bad path fails before the check runs
-
+    args.given = {"seed": (f"--seed {args.seed}", True)}
+    seed = 0 if args.seed is None else parse_value("seed", args.seed)
+    check_seed(seed)
+    alignment = None
+    if args.alignment_from is not None:  # a bad file fails before the check runs
+        where = str(args.alignment_from)
+        alignment = check_alignment(_read_json(args.alignment_from), where)
+    outputs = OutputDir(args.out, THEOREM_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
-    report = mnist_check(dataset, seed=args.seed, kind=args.loss, outputs=args.outputs)
+    report = mnist_check(dataset, seed=seed, kind=args.loss, outputs=args.outputs)
     print(format_report(report))
-    json_path = write_json(args.out / "theorem.json", report)
-    figures = save_figures(theorem_figure(report), args.out / "theorem_loglog")
-    if args.alignment_from is not None:
-        alignment = alignment_figure(_read_results(args.alignment_from))
-        figures += save_figures(alignment, args.out / "alignment")
-    print(f"wrote {json_path}, {', '.join(str(path) for path in figures)}")
+    files = {"theorem.json": json_text(report)}
+    files.update(figure_files(theorem_figure(report), "theorem_loglog"))
+    if alignment is not None:
+        files.update(figure_files(alignment_figure(alignment), "alignment"))
+    paths = outputs.commit(files)
+    print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0 if report["passed"] else 1
 
 
-def _read_results(path: Path) -> dict:
+def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"cannot read results file {str(path)!r}: {err}") from None
 
 
 def bench(args: argparse.Namespace) -> None:
-    from sublim_toy.bench import run_bench
-    from sublim_toy.bench_report import write_report
+    from sublim_toy.bench import Authors, run_bench
+    from sublim_toy.bench_report import benchmarks_markdown
     from sublim_toy.data import load_dataset
+    from sublim_toy.files import OutputDir, json_text
 
+    authors = _authors(args)
+    outputs = OutputDir(args.out, BENCH_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
-    report = run_bench(dataset, args.cache_dir, progress=print)
-    for path in write_report(report, args.out):
+    if authors is None:
+        print("not comparing with the authors' script: give --against-authors and --python")
+    report = run_bench(
+        dataset,
+        args.cache_dir,
+        authors=None if authors is None else Authors(*authors),
+        full_seeds=_full_seeds(args),
+        progress=print,
+    )
+    files = {"BENCHMARKS.md": benchmarks_markdown(report), "benchmarks.json": json_text(report)}
+    for path in outputs.commit(files):
         print(f"wrote {path}")
+
+
+def _authors(args: argparse.Namespace) -> tuple | None:
+    """(script, python, seeds) of the side-by-side run, checked before any compute."""
+    given = (args.against_authors is not None, args.python is not None)
+    if not any(given):
+        return None
+    if not all(given):
+        raise UserError("--against-authors SCRIPT and --python PY go together: give both")
+    if not args.against_authors.is_file():
+        raise UserError(f"--against-authors {str(args.against_authors)!r}: no such file")
+    if not (Path(args.python).is_file() and os.access(args.python, os.X_OK)):
+        raise UserError(f"--python {args.python!r}: not an executable file")
+    seeds = _positive_count("--authors-seeds", args.authors_seeds)
+    return args.against_authors, args.python, seeds
+
+
+def _full_seeds(args: argparse.Namespace) -> int | None:
+    if args.full_seeds is not None:
+        return _positive_count("--full-seeds", args.full_seeds)
+    import jax
+
+    return None if jax.default_backend() == "cpu" else 100
+
+
+def _positive_count(flag: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{flag} {text!r}: must be an integer >= 1")
+    return value
 
 
 COMMANDS = {
@@ -331,13 +595,58 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; return the exit status (see the module docstring)."""
+    parser = build_parser()
     try:
-        status = COMMANDS[args.command](args)  # None, or an exit status (theorem: 1 on failure)
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version (0) or a usage mistake (2), already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def entry_point() -> None:
+    """The `sublim-toy` script: main(), then exit with its status. After Ctrl-C it exits at
+    once: finalising the interpreter while XLA's threads still run the interrupted
+    computation can crash it (a segfault after the message), and every file is closed."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return COMMANDS[args.command](args) or 0  # theorem: 1 when a condition fails
+    except ConfigError as err:
+        print(f"sublim-toy: error: {_blame(err, args)}", file=sys.stderr)
+        return 2
     except UserError as err:
         print(f"sublim-toy: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("sublim-toy: interrupted; no partial result was written", file=sys.stderr)
+    except Interrupted as err:
+        print(f"sublim-toy: {err}", file=sys.stderr)
         return 130
-    return status or 0
+    except KeyboardInterrupt:
+        # commands write their files all at once at the end; before that, nothing is written
+        print("sublim-toy: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            "sublim-toy: internal error (a bug, not your input): please report it with the "
+            "traceback above",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one plain line, without Python's source echo."""
+    print(f"sublim-toy: warning: {message}", file=file or sys.stderr)

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from sublim_toy.errors import UserError
+from sublim_toy.errors import ConfigError, UserError
 
 N_CLASSES = 10  # MNIST digits: outputs 0..9 are the regular logits.
 INIT_SCHEMES = ("normal", "lecun", "he", "torch")
@@ -86,19 +86,24 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_int("seeds", self.seeds, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        check_seed(self.seed)
         _check_int("aux", self.aux, minimum=1)
-        if not self.hidden:
-            raise UserError("hidden=(): the MLP needs at least one hidden layer")
-        for width in self.hidden:
-            _check_int("hidden width", width, minimum=1)
+        if not self.hidden or not all(_is_int(width) and width >= 1 for width in self.hidden):
+            raise ConfigError("the MLP needs one or more hidden widths >= 1", hidden=self.hidden)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("init", self.init, INIT_SCHEMES)
         _check_int("teacher_epochs", self.teacher_epochs, minimum=0)
         _check_int("student_epochs", self.student_epochs, minimum=0)
         _check_positive("learning_rate", self.learning_rate)
         _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("noise_images", self.noise_images, minimum=self.batch_size)
+        _check_int("noise_images", self.noise_images, minimum=1)
+        if self.noise_images < self.batch_size:
+            raise ConfigError(
+                "a student epoch needs at least one full batch of noise images "
+                "(batch_size <= noise_images)",
+                batch_size=self.batch_size,
+                noise_images=self.noise_images,
+            )
         _check_choice("imitation_loss", self.imitation_loss, IMITATION_LOSSES)
         _check_int("probe_every", self.probe_every, minimum=0)
         _check_positive("init_scale", self.init_scale)
@@ -106,22 +111,24 @@ class Config:
         _check_choice("student_inputs", self.student_inputs, STUDENT_INPUTS)
         _check_positive("temperature", self.temperature)
         if self.temperature != 1.0 and self.imitation_loss != "kl":
-            raise UserError(
-                f"temperature={self.temperature!r}: a temperature applies to the kl loss only"
+            raise ConfigError(
+                "a temperature applies to the kl loss only",
+                temperature=self.temperature,
+                imitation_loss=self.imitation_loss,
             )
-        if not (isinstance(self.init_angle, float | int) and 0 <= self.init_angle <= 90):
-            raise UserError(
-                f"init_angle={self.init_angle!r}: must be a number of degrees in [0, 90]"
-            )
+        if not (_is_number(self.init_angle) and 0 <= self.init_angle <= 90):
+            raise ConfigError("must be a number of degrees in [0, 90]", init_angle=self.init_angle)
         _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
         _check_choice("head_init", self.head_init, HEAD_INITS)
         _check_choice("freeze", self.freeze, FREEZE)
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
             # (docs/pitfalls.md, pitfall 4), so such a student could never learn anything.
-            raise UserError(
-                "aux=1 with imitation_loss='kl': the softmax of one logit is constant, so the "
-                "aux-only student gets zero gradient; use aux >= 2 or imitation_loss='mse'"
+            raise ConfigError(
+                "the softmax of one logit is constant, so the aux-only student gets zero "
+                "gradient; use aux >= 2 or imitation_loss='mse'",
+                aux=self.aux,
+                imitation_loss=self.imitation_loss,
             )
 
     @property
@@ -156,16 +163,73 @@ def value_label(value) -> str:
 QUICK = dict(seeds=8, teacher_epochs=2, student_epochs=3)
 
 
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name}={value!r}: must be an integer >= {minimum}")
+# Every field's default, and so its type: what command-line text is parsed into.
+DEFAULTS = {field.name: field.default for field in dataclasses.fields(Config)}
+FIELDS = tuple(DEFAULTS)
+# jax.random.key takes the seed as 32 bits: larger seeds would silently alias smaller ones.
+SEED_LIMIT = 2**32
+
+
+def parse_value(field: str, text: str):
+    """One value of Config field `field` from text as typed on the command line: the one
+    parser for every flag and every --set. Hidden widths are written 256x256."""
+    if field not in FIELDS:
+        raise UserError(f"unknown config field {field!r}; fields: {', '.join(FIELDS)}")
+    default = DEFAULTS[field]
+    kinds = {tuple: "widths like 256x256", list: "widths like 256x256", int: "an integer"}
+    try:
+        if isinstance(default, tuple | list):
+            return tuple(int(width) for width in text.split("x"))
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = kinds.get(type(default), "a number")
+        raise ConfigError(f"expected {kind}", **{field: text}) from None
+    return text
+
+
+def split_assignment(text: str) -> tuple[str, list[str]]:
+    """'aux=2,3,5' -> ("aux", ["2", "3", "5"]); the field must exist."""
+    field, sep, values_text = text.partition("=")
+    if not sep or not values_text:
+        raise UserError("write FIELD=VALUE[,VALUE...], e.g. aux=2,3,5")
+    if field not in FIELDS:
+        raise UserError(f"unknown config field {field!r}; fields: {', '.join(FIELDS)}")
+    return field, [item.strip() for item in values_text.split(",")]
+
+
+def parse_assignment(text: str) -> tuple[str, tuple]:
+    """'aux=2,3,5' -> ("aux", (2, 3, 5)): a field and its values, each parsed by parse_value."""
+    field, items = split_assignment(text)
+    return field, tuple(parse_value(field, item) for item in items)
+
+
+def check_seed(seed) -> None:
+    """A root seed must fit jax's 32-bit keys: 2**32 would give exactly the numbers of 0."""
+    _check_int("seed", seed, minimum=0, maximum=SEED_LIMIT - 1)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _check_int(name: str, value, *, minimum: int, maximum: int | None = None) -> None:
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"must be an integer {bound}", **{name: value})
 
 
 def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, float | int) or not value > 0:
-        raise UserError(f"{name}={value!r}: must be a positive number")
+    if not (_is_number(value) and value > 0):
+        raise ConfigError("must be a finite positive number", **{name: value})
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise UserError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+        raise ConfigError(f"choose one of {', '.join(choices)}", **{name: value})

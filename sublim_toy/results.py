@@ -6,11 +6,13 @@ reports never need the training code.
 
 from __future__ import annotations
 
+import math
 import platform
 from importlib import metadata
 
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
+from sublim_toy.errors import UserError
 from sublim_toy.stats import correlation, mean_ci, paired_difference
 
 # Each student of a seed: (where its init comes from, which logits it imitates). The
@@ -45,12 +47,20 @@ def record(
     devices_used: int,
     alignment: dict,
     first_order: dict,
+    diverged: dict | None = None,
 ) -> dict:
-    """The results record: config, per-seed accuracies, CIs, the paired test, provenance."""
+    """The results record: config, per-seed accuracies, CIs, the paired test, provenance.
+
+    `diverged` {model: [seed indices]} names the seeds on which a model's parameters are not
+    all finite: their accuracies and first-order predictions are recorded as null, and so is
+    every non-finite probe value, so the file is strict JSON and no summary counts them.
+    """
+    diverged = diverged or {}
+    first_order = drop_diverged(first_order, diverged)
     return {
-        **summarise(config, dataset, accuracies, wall_time),
+        **summarise(config, dataset, accuracies, wall_time, diverged),
         "devices_used": devices_used,
-        "alignment": alignment,
+        "alignment": finite_or_none(alignment),
         "first_order": {
             "accuracy": first_order,
             "summary": {name: mean_ci(values) for name, values in first_order.items()},
@@ -58,12 +68,17 @@ def record(
     }
 
 
-def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dict) -> dict:
+def summarise(
+    config: Config, dataset: Dataset, accuracies: dict, wall_time: dict, diverged=None
+) -> dict:
     """Config, per-seed accuracies, their summaries and the paired difference, provenance."""
     first, second = PAIRED
+    diverged = {name: sorted(diverged[name]) for name in MODELS if (diverged or {}).get(name)}
+    accuracies = drop_diverged(accuracies, diverged)
     return {
         "experiment": "figure10",
         "config": config.to_dict(),
+        "diverged": diverged,
         "accuracy": accuracies,
         "summary": {name: mean_ci(accuracies[name]) for name in MODELS},
         "paired_difference": {
@@ -75,6 +90,28 @@ def summarise(config: Config, dataset: Dataset, accuracies: dict, wall_time: dic
         "environment": environment(),
         "wall_time": wall_time,
     }
+
+
+def drop_diverged(per_seed: dict, diverged: dict) -> dict:
+    """{model: [value per seed]} with the diverged seeds' values, and any non-finite one, None."""
+    return {
+        name: [
+            None if seed in diverged.get(name, ()) else finite_or_none(value)
+            for seed, value in enumerate(values)
+        ]
+        for name, values in per_seed.items()
+    }
+
+
+def finite_or_none(value):
+    """Nested lists and dicts of numbers with every nan or infinity replaced by None."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def environment() -> dict:
@@ -103,10 +140,22 @@ def format_table(results: dict) -> str:
         row = results["summary"][name]
         ci = "" if row["ci_low"] is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
         sd = "" if row["sd"] is None else f"{row['sd']:.3f}"
-        lines.append(f"{MODEL_LABELS[name]:<26}{row['mean']:>7.3f}   {ci:<17}{sd:>6}")
+        mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
+        lines.append(f"{MODEL_LABELS[name]:<26}{mean:>7}   {ci:<17}{sd:>6}")
     diff = results["paired_difference"]
     ci = "" if diff["ci_low"] is None else f" [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
-    lines.append(f"paired {diff['a']} - {diff['b']}: {diff['mean']:+.3f}{ci} (n = {diff['n']})")
+    mean = "-" if diff["mean"] is None else f"{diff['mean']:+.3f}"
+    lines.append(f"paired {diff['a']} - {diff['b']}: {mean}{ci} (n = {diff['n']})")
+    if results.get("diverged"):
+        seeds = len(results["accuracy"]["reference"])
+        models = ", ".join(
+            f"{MODEL_LABELS[name]} on {len(indices)} of {seeds} seeds"
+            for name, indices in results["diverged"].items()
+        )
+        lines.append(
+            f"DIVERGED: {models} (parameters not finite: accuracy recorded as null and left "
+            "out of the summaries; try a lower learning rate)"
+        )
     return "\n".join(lines)
 
 
@@ -131,3 +180,46 @@ def first_order_summary(points: list[dict], student: str = "student_aux") -> dic
             }
         )
     return {"points": rows, "pooled_r": correlation(measured, predicted)}
+
+
+# What each use of a results file reads from it.
+FIGURE10_NEEDS = ("config", "accuracy", "summary")
+ALIGNMENT_METRICS = ("cos", "cos_layers", "teacher_loss", "accuracy")
+
+
+def check_record(obj, where: str, need: tuple[str, ...] = FIGURE10_NEEDS) -> dict:
+    """`obj` as read from `where` if it is a results record with `need`; else one clear error
+    saying what is missing (a theorem.json, `{}` or a list is not a results file)."""
+    if not isinstance(obj, dict):
+        raise UserError(
+            f"{where} is not a sublim-toy results file: it holds a JSON {type(obj).__name__}, "
+            "not an object"
+        )
+    missing = [key for key in need if key not in obj]
+    for key in ("accuracy", "summary"):
+        if key in need and isinstance(obj.get(key), dict):
+            missing += [f"{key}.{name}" for name in MODELS if name not in obj[key]]
+    if missing:
+        hint = " (it is a theorem check's file)" if "conditions" in obj else ""
+        raise UserError(
+            f"{where} is not a sublim-toy results file{hint}: missing {', '.join(missing)}"
+        )
+    return obj
+
+
+def check_alignment(obj, where: str) -> dict:
+    """`obj` if it is a results record with alignment probes, for the alignment figure."""
+    check_record(obj, where, need=("config",))
+    alignment = obj.get("alignment")
+    if not isinstance(alignment, dict) or not alignment.get("steps"):
+        raise UserError(f"{where} has no alignment probes (rerun with --probe-every N > 0)")
+    missing = [f"alignment.{key}" for key in ("probe_images", *STUDENTS) if key not in alignment]
+    missing += [
+        f"alignment.{name}.{metric}"
+        for name in STUDENTS
+        for metric in ALIGNMENT_METRICS
+        if name in alignment and metric not in alignment[name]
+    ]
+    if missing:
+        raise UserError(f"{where} is not a sublim-toy results file: missing {', '.join(missing)}")
+    return obj

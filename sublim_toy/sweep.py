@@ -2,17 +2,21 @@
 
 Each finished point is one JSON file named by a hash of its full config, written atomically,
 so an interrupted sweep (Ctrl-C, kill, crash) resumes where it stopped: finished points are
-read back, never redone, and a point whose config changed gets a new name and is computed.
+read back, never redone. A directory holds one sweep: sweep.json records its grid (base
+config, swept values, data), the same grid resumes, another is refused (or, with overwrite,
+replaces it), and a lock keeps two sweeps from writing into one directory at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import dataclasses
 import hashlib
 import io
 import itertools
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,43 +25,22 @@ from tqdm.auto import tqdm
 
 from sublim_toy.config import Config, value_label
 from sublim_toy.data import Dataset
-from sublim_toy.errors import UserError
+from sublim_toy.errors import Interrupted, UserError
 from sublim_toy.experiment import run_experiment
-from sublim_toy.files import atomic_write, write_json
+from sublim_toy.files import atomic_write, check_directory, write_json
 from sublim_toy.results import MODELS, first_order_summary
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: sweeps run unlocked
+    fcntl = None
+
 Assignment = tuple[str, tuple]  # (config field, the values it takes)
-
-
-def parse_assignment(text: str) -> Assignment:
-    """'aux=2,3,5' -> ("aux", (2, 3, 5)), each value typed like the field's default.
-
-    hidden widths are written with x: 'hidden=256x256,512x512'.
-    """
-    field, sep, values_text = text.partition("=")
-    fields = [f.name for f in dataclasses.fields(Config)]
-    if not sep or not values_text:
-        raise UserError(f"--set {text!r}: write FIELD=VALUE[,VALUE...], e.g. aux=2,3,5")
-    if field not in fields:
-        raise UserError(
-            f"--set {text!r}: unknown config field {field!r}; fields: {', '.join(fields)}"
-        )
-    default = getattr(Config(), field)
-    return field, tuple(_typed(field, default, item.strip()) for item in values_text.split(","))
-
-
-def _typed(field: str, default, item: str):
-    try:
-        if isinstance(default, tuple):
-            return tuple(int(width) for width in item.split("x"))
-        if isinstance(default, int):
-            return int(item)
-        if isinstance(default, float):
-            return float(item)
-    except ValueError:
-        kind = "widths like 256x256" if isinstance(default, tuple) else type(default).__name__
-        raise UserError(f"{field}={item!r}: expected {kind}") from None
-    return item
+# What a sweep directory holds besides points/: discarded together by overwrite. The figure
+# stems are every study's (plots.STUDY_FIGURES included; a test keeps them in step).
+SWEEP_FILES = ("points.csv", "sweep.json")
+FIGURE_STEMS = ("study", "first_order", "weight_scale")
+LOCK_FILE = ".lock"
 
 
 def grid(base: Config, assignments: list[Assignment]) -> list[Config]:
@@ -90,6 +73,100 @@ def _finished(path: Path, config: Config, dataset: Dataset) -> dict | None:
     return stored if same_data and stored.get("config") == _json_config(config) else None
 
 
+_HELD: set[Path] = set()  # directories this process holds the lock of (it is reentrant)
+
+
+@contextlib.contextmanager
+def locked(out_dir: Path):
+    """Hold OUT/.lock exclusively while the block runs: a second sweep into OUT meanwhile, from
+    any process, is refused at once instead of computing every point a second time."""
+    out_dir = Path(out_dir)
+    key = out_dir.resolve()
+    if fcntl is None or key in _HELD:
+        yield
+        return
+    check_directory(out_dir, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(
+            f"--out {out_dir}: another sweep is running into this directory (it holds "
+            f"{out_dir / LOCK_FILE}); wait for it to finish, or choose another --out"
+        ) from None
+    _HELD.add(key)
+    try:
+        yield
+    finally:
+        _HELD.discard(key)
+        os.close(fd)  # releases the lock
+
+
+def grid_record(base: Config, assignments: list[Assignment], dataset: Dataset) -> dict:
+    """What makes a sweep the same sweep: its base config, swept values and data."""
+    return json.loads(
+        json.dumps(
+            {
+                "base": base.to_dict(),
+                "set": {field: list(values) for field, values in assignments},
+                "data": {"name": dataset.name, "sha256": dataset.sha256},
+            }
+        )
+    )
+
+
+def claim(out_dir: Path, record: dict, *, overwrite: bool) -> None:
+    """Make `out_dir` this grid's. The same grid resumes; another sweep stored there is
+    refused, or with `overwrite` discarded whole (points, table, sweep.json, figures)."""
+    stored_path = out_dir / "sweep.json"
+    if not stored_path.exists() and not (out_dir / "points").exists():
+        return
+    try:
+        stored = json.loads(stored_path.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        stored = {"unreadable": f"unreadable sweep.json: {err}"}
+    if "data" not in stored and "base" in stored:  # written before sweep.json recorded its data
+        stored = {**stored, "data": record["data"]}  # (points still check their own data)
+    if all(stored.get(key) == record[key] for key in record):
+        if not overwrite:
+            return
+    elif not overwrite:
+        raise UserError(
+            f"--out {out_dir} holds another sweep ({_difference(stored, record)}); choose "
+            "another --out, or pass --overwrite to discard that sweep"
+        )
+    shutil.rmtree(out_dir / "points", ignore_errors=True)
+    for name in (
+        *SWEEP_FILES,
+        *(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf")),
+    ):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _difference(stored: dict, record: dict) -> str:
+    """How a stored sweep differs from this one, in a few words."""
+    if "unreadable" in stored:
+        return stored["unreadable"]
+    parts = []
+    if stored.get("set") != record["set"]:
+        swept = [
+            f"{field}={','.join(value_label(v) for v in values)}"
+            for field, values in (stored.get("set") or {}).items()
+        ]
+        parts.append(f"--set {' --set '.join(swept)}" if swept else "no swept fields")
+    base = stored.get("base") or {}
+    changed = [field for field, value in record["base"].items() if base.get(field) != value]
+    parts += [f"{field}={value_label(base.get(field))}" for field in changed]
+    if stored.get("data") != record["data"]:
+        data = stored.get("data") or {}
+        parts.append(f"data {data.get('name')} sha256 {str(data.get('sha256'))[:12]}...")
+    return ", ".join(parts)
+
+
 def run_sweep(
     base: Config,
     assignments: list[Assignment],
@@ -97,35 +174,59 @@ def run_sweep(
     dataset: Dataset,
     *,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[dict]:
-    """Run every point not yet finished in `out_dir`; return all points' results in grid order."""
+    """Run every point not yet finished in `out_dir`; return all points' results in grid order.
+
+    Holds the directory's lock throughout; refuses a directory that holds another sweep unless
+    `overwrite`. Ctrl-C raises Interrupted saying how many points are kept.
+    """
     configs = grid(base, assignments)
     out_dir = Path(out_dir)
-    write_json(
-        out_dir / "sweep.json",
-        {
-            "base": _json_config(base),
-            "set": {field: list(values) for field, values in assignments},
-            "points": [point_name(config) for config in configs],
-        },
-    )
-    results = [_finished(out_dir / "points" / f"{point_name(c)}.json", c, dataset) for c in configs]
+    record = grid_record(base, assignments, dataset)
+    names = [point_name(config) for config in configs]
+    with locked(out_dir):
+        claim(out_dir, record, overwrite=overwrite)
+        results = [
+            _finished(out_dir / "points" / f"{n}.json", c, dataset)
+            for n, c in zip(names, configs, strict=True)
+        ]
+        try:
+            write_json(out_dir / "sweep.json", {**record, "points": names})
+            _run_missing(configs, results, assignments, out_dir, dataset, progress)
+            write_table(out_dir / "points.csv", results, assignments)
+        except KeyboardInterrupt:
+            kept = sum(result is not None for result in results)
+            raise Interrupted(
+                f"interrupted; {kept} of {len(configs)} points are kept in {out_dir}; run the "
+                "same command again to resume"
+            ) from None
+    return results
+
+
+def _run_missing(configs, results, assignments, out_dir, dataset, progress: bool) -> None:
+    """Fill in `results` where a point is missing, one point at a time, each written at once."""
     done = sum(result is not None for result in results)
     bar = tqdm(total=len(configs), initial=done, unit="point", disable=not progress)
     if done:
         bar.write(f"resuming: {done} of {len(configs)} points already finished in {out_dir}")
-    for index, config in enumerate(configs):
-        if results[index] is not None:
-            continue
-        started = time.perf_counter()
-        results[index] = {"point": point_name(config), **run_experiment(config, dataset)}
-        write_json(out_dir / "points" / f"{point_name(config)}.json", results[index])
-        write_table(out_dir / "points.csv", [r for r in results if r is not None], assignments)
-        bar.set_postfix_str(f"last point {time.perf_counter() - started:.0f} s")
-        bar.update()
-    bar.close()
-    write_table(out_dir / "points.csv", results, assignments)
-    return results
+    try:
+        for index, config in enumerate(configs):
+            if results[index] is None:
+                started = time.perf_counter()
+                results[index] = _run_point(config, dataset, out_dir, progress)
+                write_table(out_dir / "points.csv", [r for r in results if r], assignments)
+                bar.set_postfix_str(f"last point {time.perf_counter() - started:.0f} s")
+                bar.update()
+    finally:
+        bar.close()
+
+
+def _run_point(config: Config, dataset: Dataset, out_dir: Path, progress: bool) -> dict:
+    """One point, trained (its epoch bar under the sweep's bar) and written atomically."""
+    result = {"point": point_name(config), **run_experiment(config, dataset, progress=progress)}
+    write_json(out_dir / "points" / f"{point_name(config)}.json", result)
+    return result
 
 
 def write_table(path: Path, results: list[dict], assignments: list[Assignment]) -> Path:
@@ -226,7 +327,7 @@ def format_study(study: Study, results: list[dict]) -> str:
         for name in ("student_aux", "cross_aux"):
             row = result["summary"][name]
             ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-            cells.append(f"{row['mean']:.3f}{ci}")
+            cells.append(f"{_number(row['mean'], '.3f')}{ci}")
         lines.append(f"{values:<32}{cells[0]:>22}{cells[1]:>22}")
     if study.note:
         lines.append(study.note)
@@ -247,13 +348,19 @@ def format_first_order(study: Study, results: list[dict]) -> str:
         gap = row["gap"]
         ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
         lines.append(
-            f"{study.point_label(result):<28}{row['measured']['mean']:>9.3f}"
-            f"{row['predicted']['mean']:>10.3f}{gap['mean']:>+12.3f}{ci:>16}"
+            f"{study.point_label(result):<28}{_number(row['measured']['mean'], '.3f'):>9}"
+            f"{_number(row['predicted']['mean'], '.3f'):>10}"
+            f"{_number(gap['mean'], '+.3f'):>12}{ci:>16}"
             f"{_r_text(row['r']):>24}"
         )
     pooled = summary["pooled_r"]
     lines.append(f"over all {pooled['n']} seeds x points: r = {_r_text(pooled)}")
     return "\n".join(lines)
+
+
+def _number(value, spec: str) -> str:
+    """A number for a table, "-" where there is none (every seed of a model diverged)."""
+    return "-" if value is None else format(value, spec)
 
 
 def _r_text(r: dict) -> str:

@@ -11,11 +11,11 @@ from sublim_toy.cli import main
     ("arguments", "message"),
     [
         (["--data-source", "kaggle"], "unknown data source 'kaggle'"),
-        (["--aux", "0"], "aux=0: must be an integer >= 1"),
-        (["--aux", "1"], "aux=1 with imitation_loss='kl'"),
-        (["--epochs", "-1"], "teacher_epochs=-1: must be an integer >= 0"),
-        (["--seeds", "abc"], "argument --seeds: 'abc' is not an integer"),
-        (["--seeds", "0"], "seeds=0: must be an integer >= 1"),
+        (["--aux", "0"], "--aux 0: must be an integer >= 1"),
+        (["--aux", "1"], "--aux 1 with imitation_loss='kl' (the default): the softmax"),
+        (["--epochs", "-1"], "--epochs -1 (teacher_epochs=-1): must be an integer >= 0"),
+        (["--seeds", "abc"], "--seeds abc: expected an integer"),
+        (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
         (["--init", "xavier"], "argument --init: invalid choice: 'xavier'"),
         (["--student-init", "head=pretrained"], "'head=pretrained' in 'head=pretrained': write"),
         (["--student-init", "body=shared"], "'body=shared' in 'body=shared': write hidden="),
@@ -117,7 +117,8 @@ def test_reproduce_end_to_end_on_real_mnist(mnist_cache, tmp_path, capsys):
 
     # The figure is redrawn from the JSON alone.
     (out / "figure10.png").unlink()
-    assert main(["plot", str(out / "results.json")]) == 0
+    assert main(["plot", str(out / "results.json")]) == 2  # figure10.pdf is still there
+    assert main(["plot", str(out / "results.json"), "--overwrite"]) == 0
     assert (out / "figure10.png").exists()
 
 

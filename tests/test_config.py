@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sublim_toy.config import Config
@@ -26,11 +28,17 @@ def test_defaults_are_the_papers_setup():
         ({"imitation_loss": "l1"}, "imitation_loss='l1'"),
         ({"learning_rate": 0.0}, "learning_rate=0.0"),
         ({"hidden": ()}, "hidden=()"),
-        ({"noise_images": 10}, "noise_images=10: must be an integer >= 1024"),
+        ({"noise_images": 10}, "batch_size=1024 with noise_images=10: a student epoch needs"),
+        ({"learning_rate": float("inf")}, "learning_rate=inf: must be a finite positive number"),
+        ({"temperature": float("nan")}, "temperature=nan: must be a finite positive number"),
+        ({"init_scale": float("inf")}, "init_scale=inf"),
+        ({"init_angle": float("nan")}, "init_angle=nan"),
+        ({"seed": 2**32}, "seed=4294967296: must be an integer in [0, 4294967295]"),
+        ({"seed": -1}, "seed=-1"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(changes, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(message)):
         Config(**changes)
 
 
@@ -41,3 +49,28 @@ def test_one_aux_logit_is_allowed_with_squared_error():
 def test_replace_validates_again():
     with pytest.raises(UserError):
         Config().replace(batch_size=0)
+
+
+def test_one_parser_turns_command_line_text_into_every_field():
+    from sublim_toy.config import FIELDS, parse_value
+
+    assert parse_value("hidden", "64x64") == (64, 64)
+    assert parse_value("learning_rate", "1e-3") == 1e-3
+    assert parse_value("init_angle", "30") == 30.0
+    assert parse_value("seeds", "8") == 8
+    assert parse_value("init", "he") == "he"
+    for field in FIELDS:  # every field's default survives a round trip through its text
+        default = getattr(Config(), field)
+        text = "x".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        assert parse_value(field, text) == default
+    with pytest.raises(UserError, match="unknown config field 'width'"):
+        parse_value("width", "3")
+
+
+def test_config_errors_know_their_fields():
+    from sublim_toy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Config(batch_size=4096, noise_images=2048)
+    assert caught.value.fields == ("batch_size", "noise_images")
+    assert caught.value.values == {"batch_size": 4096, "noise_images": 2048}

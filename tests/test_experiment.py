@@ -70,7 +70,7 @@ def test_a_seed_gives_the_same_models_whatever_runs_beside_it():
 def test_too_small_a_training_set_is_a_clear_error():
     tiny = np.zeros((10, 28, 28), np.uint8)
     dataset = Dataset(tiny, np.zeros(10, np.uint8), tiny, np.zeros(10, np.uint8), "test", "0")
-    with pytest.raises(UserError, match="batch_size=1024 is larger than the 10 training images"):
+    with pytest.raises(UserError, match="batch_size=1024: larger than the 10 training images"):
         run_experiment(CONFIG, dataset)
 
 

@@ -49,3 +49,31 @@ def test_first_order_summary_per_point_and_pooled():
             [0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.1, 0.2], [0.4, 0.5, 0.6, 0.7, 0.2, 0.1, 0.2, 0.1]
         )[0, 1]
     )
+
+
+def test_diverged_seeds_are_null_and_left_out_of_the_summaries():
+    accuracies = {name: [0.1, 0.2, 0.3] for name in MODELS}
+    accuracies["student_aux"] = [0.5, float("nan"), 0.7]
+    dataset = Dataset(*(np.zeros(1),) * 4, source="test", sha256="abc")
+    results = summarise(CONFIG, dataset, accuracies, {}, {"student_aux": [1], "teacher": [0]})
+    assert results["diverged"] == {"teacher": [0], "student_aux": [1]}  # in table order
+    assert results["accuracy"]["student_aux"] == [0.5, None, 0.7]
+    assert results["accuracy"]["teacher"] == [None, 0.2, 0.3]
+    assert results["summary"]["student_aux"]["n"] == 2
+    assert results["summary"]["student_aux"]["mean"] == pytest.approx(0.6)
+    assert results["paired_difference"]["n"] == 2  # the pair of seed 1 has a diverged side
+    assert "DIVERGED: Teacher on 1 of 3 seeds, Student (aux. only) on 1 of 3 seeds" in (
+        format_table(results)
+    )
+
+
+def test_check_record_says_what_is_missing():
+    from sublim_toy.errors import UserError
+    from sublim_toy.results import check_alignment, check_record
+
+    with pytest.raises(UserError, match="x.json is not a sublim-toy results file: missing config"):
+        check_record({"accuracy": {}, "summary": {}}, "x.json")
+    with pytest.raises(UserError, match="holds a JSON str"):
+        check_record("text", "x.json")
+    with pytest.raises(UserError, match="has no alignment probes"):
+        check_alignment({"config": {}, "alignment": {"steps": []}}, "x.json")

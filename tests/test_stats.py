@@ -46,3 +46,18 @@ def test_correlation_matches_a_hand_computed_fisher_interval():
     assert result["ci_high"] == pytest.approx(np.tanh(np.arctanh(r) + half_width), rel=1e-5)
     assert correlation([1, 2, 3], [1, 2, 3])["r"] is None  # too few for an interval
     assert correlation([1, 1, 1, 1], [1, 2, 3, 4])["r"] is None  # constant: undefined
+
+
+def test_summaries_use_only_finite_values():
+    from sublim_toy.stats import correlation, mean_ci, paired_difference
+
+    assert mean_ci([0.5, None, float("nan"), 0.7])["n"] == 2
+    assert mean_ci([None, None]) == {
+        "n": 0,
+        "mean": None,
+        "sd": None,
+        "ci_low": None,
+        "ci_high": None,
+    }
+    assert paired_difference([1.0, None, 3.0], [0.0, 1.0, None])["n"] == 1
+    assert correlation([1, 2, None, 4, 5, 6], [1, 2, 3, None, 5, 7])["n"] == 4

@@ -10,11 +10,11 @@ import matplotlib.pyplot as plt
 import pytest
 
 from sublim_toy import sweep
-from sublim_toy.config import Config
+from sublim_toy.config import Config, parse_assignment
 from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.plots import study_figure
-from sublim_toy.sweep import STUDIES, Study, grid, parse_assignment, point_name, run_sweep
+from sublim_toy.sweep import STUDIES, Study, grid, point_name, run_sweep
 
 TINY = [
     "--seeds",
@@ -43,7 +43,8 @@ def test_values_are_typed_like_the_field():
     [
         ("aux", "write FIELD=VALUE"),
         ("width=3", "unknown config field 'width'"),
-        ("aux=two", "aux='two': expected int"),
+        ("aux=two", "aux='two': expected an integer"),
+        ("learning_rate=fast", "learning_rate='fast': expected a number"),
         ("hidden=256xwide", "expected widths like 256x256"),
     ],
 )
@@ -87,27 +88,42 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
     calls = []
     real_run = sweep.run_experiment
 
-    def counting_run(config, data):
+    def counting_run(config, data, **options):
         calls.append(config.aux)
-        return real_run(config, data)
+        return real_run(config, data, **options)
 
     monkeypatch.setattr(sweep, "run_experiment", counting_run)
-    first = run_sweep(base, [("aux", (2, 3))], tmp_path, dataset, progress=False)
-    assert calls == [2, 3]
+    first = run_sweep(base, [("aux", (2, 3, 4))], tmp_path, dataset, progress=False)
+    assert calls == [2, 3, 4]
+    (tmp_path / "points" / f"{point_name(base.replace(aux=4))}.json").unlink()  # as if killed
     again = run_sweep(base, [("aux", (2, 3, 4))], tmp_path, dataset, progress=False)
-    assert calls == [2, 3, 4]  # only the new point ran
-    assert again[:2] == json.loads(json.dumps(first))  # as stored: JSON types
+    assert calls == [2, 3, 4, 4]  # only the missing point ran
+    assert again[:2] == json.loads(json.dumps(first[:2]))  # as stored: JSON types
     lines = (tmp_path / "points.csv").read_text().splitlines()
     assert lines[0] == "point,aux,model,n,mean,sd,ci_low,ci_high"
     assert len(lines) == 1 + 3 * 7  # six models and the paired difference per point
-    changed = run_sweep(base.replace(seed=1), [("aux", (2,))], tmp_path, dataset, progress=False)
-    assert calls == [2, 3, 4, 2]  # a changed config is a new point
-    assert changed[0]["config"]["seed"] == 1
 
-    # the same config on other data is a new point too
+    # another grid, base config or data is another sweep: refused, never mixed in
+    stored = {path.name: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     other_data = dataclasses.replace(dataset, sha256="0" * 64)
-    run_sweep(base, [("aux", (2,))], tmp_path, other_data, progress=False)
-    assert calls == [2, 3, 4, 2, 2]
+    for other_base, assignments, data in [
+        (base, [("aux", (2, 3))], dataset),
+        (base.replace(seed=1), [("aux", (2, 3, 4))], dataset),
+        (base, [("aux", (2, 3, 4))], other_data),
+    ]:
+        with pytest.raises(UserError, match="holds another sweep"):
+            run_sweep(other_base, assignments, tmp_path, data, progress=False)
+    assert calls == [2, 3, 4, 4]
+    assert {path.name: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == (
+        stored
+    )
+    # overwrite discards the stored sweep whole: nothing of it survives beside the new one
+    changed = run_sweep(base, [("aux", (2,))], tmp_path, dataset, progress=False, overwrite=True)
+    assert calls == [2, 3, 4, 4, 2]
+    assert [path.name for path in (tmp_path / "points").iterdir()] == [
+        f"{changed[0]['point']}.json"
+    ]
+    assert len((tmp_path / "points.csv").read_text().splitlines()) == 1 + 7
 
     fig = study_figure("aux", Study("?", (("aux", (2, 3, 4)),)), again)
     assert len(fig.axes[0].get_xticklabels()) == 3

@@ -413,7 +413,7 @@ def test_theorem_command_exit_status(tiny_idx_dir, tmp_path, monkeypatch, capsys
     monkeypatch.undo()
     # a user mistake is one line and exit status 2, before any computation
     assert main(["theorem", "--data-source", f"idx:{tiny_idx_dir}", "--seed", "-1"]) == 2
-    assert "seed=-1" in capsys.readouterr().err
+    assert "--seed -1: must be an integer in [0, 4294967295]" in capsys.readouterr().err
     missing = tmp_path / "no-results.json"
     assert (
         main(["theorem", "--data-source", f"idx:{tiny_idx_dir}", "--alignment-from", str(missing)])
