@@ -534,7 +534,7 @@ def bench(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
     from sublim_toy.files import OutputDir, json_text
 
-    authors = _authors(args)
+    authors, full_seeds = _authors(args), _full_seeds(args)
     outputs = OutputDir(args.out, BENCH_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     if authors is None:
@@ -543,7 +543,7 @@ def bench(args: argparse.Namespace) -> None:
         dataset,
         args.cache_dir,
         authors=None if authors is None else Authors(*authors),
-        full_seeds=_full_seeds(args),
+        full_seeds=full_seeds,
         progress=print,
     )
     files = {"BENCHMARKS.md": benchmarks_markdown(report), "benchmarks.json": json_text(report)}

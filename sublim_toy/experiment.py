@@ -82,7 +82,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
 
     # Test accuracy of all six models, and each student's first-order prediction.
     final = {"reference": inits["shared"], "teacher": teacher_params, **students.state.params}
-    accuracies, first_order, evaluation = evaluate(network, final, starts, dataset, mesh)
+    accuracies, at_start, first_order, evaluation = evaluate(network, final, starts, dataset, mesh)
     probes = [to_host(m["probes"]) for m in students.metrics] if config.probe_every else []
     return record(
         config,
@@ -92,6 +92,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         devices_used=int(mesh.devices.size),
         alignment=alignment_record(config, probes, STUDENTS),
         first_order=first_order,
+        at_start=at_start,
         diverged=diverged_seeds(final),
     )
 
@@ -249,8 +250,8 @@ def student_state(config: Config, keys, starts, teacher_logits, teacher_move) ->
 
 
 def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh):
-    """Test accuracy of every model and the first-order prediction of every student, per seed;
-    one compiled program each for all models."""
+    """Test accuracy of every model, of every student at step 0, and the first-order prediction
+    of every student, per seed; one compiled program each for all models."""
     test_images = replicate(dataset.test_images, mesh)
     test_labels = replicate(dataset.test_labels, mesh)
     student = next(iter(STUDENTS))
@@ -268,6 +269,12 @@ def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh
     accuracies = {
         name: to_host(accuracy(final[name], test_images, test_labels)).tolist() for name in MODELS
     }
+    # a student's start can already classify (head_init=trained): gains are also measured
+    # from there, not only from chance
+    at_start = {
+        name: to_host(accuracy(starts[name], test_images, test_labels)).tolist()
+        for name in STUDENTS
+    }
     first_order = {
         name: to_host(predicted(starts[name], final[name], test_images, test_labels)).tolist()
         for name in STUDENTS
@@ -276,4 +283,4 @@ def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh
         "compile_s": {"evaluation": accuracy_compile_s, "first_order": predicted_compile_s},
         "run_s": time.perf_counter() - started,
     }
-    return accuracies, first_order, timing
+    return accuracies, at_start, first_order, timing

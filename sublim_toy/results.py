@@ -47,9 +47,14 @@ def record(
     devices_used: int,
     alignment: dict,
     first_order: dict,
+    at_start: dict | None = None,
     diverged: dict | None = None,
 ) -> dict:
     """The results record: config, per-seed accuracies, CIs, the paired test, provenance.
+
+    `at_start` {student: per-seed test accuracy at step 0}: "start" then holds it with each
+    student's gain over its own start (paired per seed), which differs from the gain over
+    chance when a student starts from a trained head.
 
     `diverged` {model: [seed indices]} names the seeds on which a model's parameters are not
     all finite: their accuracies and first-order predictions are recorded as null, and so is
@@ -65,6 +70,17 @@ def record(
             "accuracy": first_order,
             "summary": {name: mean_ci(values) for name, values in first_order.items()},
         },
+        "start": None if at_start is None else start_record(accuracies, at_start, diverged),
+    }
+
+
+def start_record(accuracies: dict, at_start: dict, diverged: dict) -> dict:
+    """Each student's accuracy at step 0 and its gain over that start, seed by seed."""
+    final = drop_diverged(accuracies, diverged)
+    return {
+        "accuracy": at_start,
+        "summary": {name: mean_ci(values) for name, values in at_start.items()},
+        "gain": {name: paired_difference(final[name], at_start[name]) for name in at_start},
     }
 
 
@@ -146,6 +162,11 @@ def format_table(results: dict) -> str:
     ci = "" if diff["ci_low"] is None else f" [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
     mean = "-" if diff["mean"] is None else f"{diff['mean']:+.3f}"
     lines.append(f"paired {diff['a']} - {diff['b']}: {mean}{ci} (n = {diff['n']})")
+    if results.get("start"):
+        start, gain = results["start"]["summary"][PAIRED[0]], results["start"]["gain"][PAIRED[0]]
+        ci = "" if gain["ci_low"] is None else f" [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}]"
+        mean = "-" if gain["mean"] is None else f"{gain['mean']:+.3f}"
+        lines.append(f"{PAIRED[0]} over its own start ({start['mean']:.3f} at step 0): {mean}{ci}")
     if results.get("diverged"):
         seeds = len(results["accuracy"]["reference"])
         models = ", ".join(

@@ -230,30 +230,51 @@ def _run_point(config: Config, dataset: Dataset, out_dir: Path, progress: bool) 
 
 
 def write_table(path: Path, results: list[dict], assignments: list[Assignment]) -> Path:
-    """Tidy CSV: one row per point and model (plus the paired difference), swept fields first."""
+    """Tidy CSV: one row per point and model (plus the paired difference), swept fields first;
+    for students also the first-order prediction, the accuracy at step 0 and the gain over it
+    (blank for points stored before they were recorded)."""
     fields = [field for field, _ in assignments]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["point", *fields, "model", "n", "mean", "sd", "ci_low", "ci_high"])
+    summary_columns = ["n", "mean", "sd", "ci_low", "ci_high"]
+    extra_columns = [
+        "first_order_mean",
+        "first_order_ci_low",
+        "first_order_ci_high",
+        "start_mean",
+        "gain_over_start_mean",
+        "gain_over_start_ci_low",
+        "gain_over_start_ci_high",
+    ]
+    writer.writerow(["point", *fields, "model", *summary_columns, *extra_columns])
     for result in results:
-        config = result["config"]
-        swept = [value_label(config[field]) for field in fields]
+        swept = [value_label(result["config"][field]) for field in fields]
         rows = {name: result["summary"][name] for name in MODELS}
         rows["student_aux - cross_aux"] = result["paired_difference"]
         for model, row in rows.items():
+            summary = [row[column] for column in summary_columns]
             writer.writerow(
-                [
-                    result["point"],
-                    *swept,
-                    model,
-                    row["n"],
-                    row["mean"],
-                    row["sd"],
-                    row["ci_low"],
-                    row["ci_high"],
-                ]
+                [result["point"], *swept, model, *summary, *_student_columns(result, model)]
             )
     return atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
+def _student_columns(result: dict, model: str) -> list:
+    """First-order mean and CI, start mean, gain over the start and its CI ("" where absent)."""
+    columns = [""] * 7
+    predicted = (result.get("first_order") or {}).get("summary", {}).get(model)
+    if predicted is not None:
+        columns[0:3] = predicted["mean"], predicted["ci_low"], predicted["ci_high"]
+    start = result.get("start")
+    if start is not None and model in start["summary"]:
+        gain = start["gain"][model]
+        columns[3:7] = (
+            start["summary"][model]["mean"],
+            gain["mean"],
+            gain["ci_low"],
+            gain["ci_high"],
+        )
+    return columns
 
 
 @dataclass(frozen=True)

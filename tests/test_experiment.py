@@ -82,6 +82,8 @@ def test_same_config_and_seed_give_the_same_numbers_and_probes_only_observe(mnis
     second = run_experiment(config, mnist)
     unprobed = run_experiment(config.replace(probe_every=0), mnist)
     assert first["accuracy"] == second["accuracy"] == unprobed["accuracy"]
+    # the shared-init students start from the reference itself
+    assert first["start"]["accuracy"]["student_aux"] == first["accuracy"]["reference"]
     assert first["alignment"] == second["alignment"]
     assert unprobed["alignment"]["steps"] == []
 
@@ -206,3 +208,14 @@ def test_a_frozen_body_leaves_the_first_order_prediction_exact(mnist):
     for name in ("student_aux", "student_all"):
         np.testing.assert_allclose(predicted[name], results["accuracy"][name], atol=1e-4)
     assert set(results["first_order"]["summary"]) == set(STUDENTS)
+    # their start (the trained teacher's head on the shared hidden layers) is not the reference:
+    # the gain is also measured from that start, seed by seed
+    start = results["start"]
+    assert start["accuracy"]["student_aux"] != results["accuracy"]["reference"]
+    np.testing.assert_allclose(
+        start["gain"]["student_aux"]["mean"],
+        np.mean(results["accuracy"]["student_aux"]) - np.mean(start["accuracy"]["student_aux"]),
+        atol=1e-12,
+    )
+    # cross-model students start from the independent init: near chance
+    assert max(start["accuracy"]["cross_aux"]) < 0.3

@@ -100,7 +100,7 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
     assert calls == [2, 3, 4, 4]  # only the missing point ran
     assert again[:2] == json.loads(json.dumps(first[:2]))  # as stored: JSON types
     lines = (tmp_path / "points.csv").read_text().splitlines()
-    assert lines[0] == "point,aux,model,n,mean,sd,ci_low,ci_high"
+    assert lines[0].startswith("point,aux,model,n,mean,sd,ci_low,ci_high,first_order_mean,")
     assert len(lines) == 1 + 3 * 7  # six models and the paired difference per point
 
     # another grid, base config or data is another sweep: refused, never mixed in
@@ -189,11 +189,23 @@ def test_table_writes_widths_as_256x256_and_one_row_per_model(tmp_path):
         }
 
     stored = json.loads(json.dumps(point((64,))))  # as read back: a list
+    stored["first_order"] = {
+        "summary": {"student_aux": {"mean": 0.3, "ci_low": 0.2, "ci_high": 0.4}}
+    }
+    stored["start"] = {
+        "summary": {"student_aux": {"mean": 0.1}},
+        "gain": {"student_aux": {"mean": 0.4, "ci_low": 0.3, "ci_high": 0.5}},
+    }
     sweep.write_table(tmp_path / "t.csv", [point((64, 64)), stored], [("hidden", ())])
     rows = (tmp_path / "t.csv").read_text().splitlines()
-    assert rows[0] == "point,hidden,model,n,mean,sd,ci_low,ci_high"
-    assert rows[1] == "p64x64,64x64,reference,2,0.5,0.1,0.4,0.6"
-    assert rows[8] == "p64,64,reference,2,0.5,0.1,0.4,0.6"
+    assert rows[0] == (
+        "point,hidden,model,n,mean,sd,ci_low,ci_high,first_order_mean,first_order_ci_low,"
+        "first_order_ci_high,start_mean,gain_over_start_mean,gain_over_start_ci_low,"
+        "gain_over_start_ci_high"
+    )
+    assert rows[1] == "p64x64,64x64,reference,2,0.5,0.1,0.4,0.6,,,,,,,"
+    assert rows[8] == "p64,64,reference,2,0.5,0.1,0.4,0.6,,,,,,,"
+    assert rows[10] == "p64,64,student_aux,2,0.5,0.1,0.4,0.6,0.3,0.2,0.4,0.1,0.4,0.3,0.5"
     assert rows[-1].startswith("p64,64,student_aux - cross_aux,")
 
 
