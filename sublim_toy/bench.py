@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sublim_toy.bench_runs import run_authors, run_ours
+from sublim_toy.bench_runs import run_authors, run_ours, run_ours_across
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.experiment import (
@@ -185,7 +185,7 @@ def phase_rates(config: Config, dataset: Dataset) -> dict:
             "seconds": teacher.run_s,
             "gflops": teacher_work * step_flops(sizes) / teacher.run_s / 1e9,
         },
-        "drawing_one_epoch_of_noise": {"seconds": _input_drawing_seconds(config, keys, images)},
+        "drawing_one_epoch_of_noise": _input_drawing_seconds(config, keys, images),
         "teacher_targets": {
             "seconds": targets.run_s,
             "gflops": samples * forward_flops(sizes) / targets.run_s / 1e9,
@@ -197,30 +197,38 @@ def phase_rates(config: Config, dataset: Dataset) -> dict:
     }
 
 
-def _input_drawing_seconds(config: Config, keys, images) -> float:
-    """Drawing one student epoch of inputs for every seed, alone (reduced to a scalar so only
-    drawing them is timed)."""
+def _input_drawing_seconds(config: Config, keys, images) -> dict:
+    """Drawing one student epoch of inputs for every seed, alone (summed, so that every value is
+    drawn and only drawing is timed): with the package's generator, and with
+    `jax.random.uniform` per batch for comparison (what a plain JAX program would do)."""
+    shape = (config.batch_size, images.shape[1] * images.shape[2])
 
-    def one_seed(noise_key):
-        def draw(total, batch_index):
-            batch = student_batch(
-                config.student_inputs,
-                noise_key,
-                batch_index,
-                batch_size=config.batch_size,
-                input_dim=images.shape[1] * images.shape[2],
-                train_images=images,
-            )
-            return total + batch[0, 0], None
+    def ours(noise_key, batch_index):
+        return student_batch(
+            config.student_inputs,
+            noise_key,
+            batch_index,
+            batch_size=shape[0],
+            input_dim=shape[1],
+            train_images=images,
+        )
 
-        return jax.lax.scan(draw, 0.0, jnp.arange(config.noise_steps))[0]
+    def jax_random(noise_key, batch_index):
+        key = jax.random.fold_in(noise_key, batch_index)
+        return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
 
-    draw_epoch = jax.jit(jax.vmap(one_seed))
     noise_keys = stream(keys, Stream.NOISE)
-    compiled = draw_epoch.lower(noise_keys).compile()
-    started = time.perf_counter()
-    jax.block_until_ready(compiled(noise_keys))
-    return time.perf_counter() - started
+    seconds = {}
+    for name, draw in (("seconds", ours), ("jax_random_uniform_seconds", jax_random)):
+
+        def one_seed(noise_key, draw=draw):
+            def add(total, batch_index):
+                return total + draw(noise_key, batch_index).sum(), None
+
+            return jax.lax.scan(add, 0.0, jnp.arange(config.noise_steps))[0]
+
+        seconds[name] = timed_call(jax.jit(jax.vmap(one_seed)), noise_keys).run_s
+    return seconds
 
 
 def peak_rss_mb() -> float:
@@ -287,6 +295,7 @@ def run_bench(
         "phases": phases,
         "scaling": scaling(config, dataset, cache_dir, scaling_seeds, progress),
         "peak_rss_mb": memory(config, dataset, cache_dir, memory_cases, progress),
+        "across_processes": across_processes(config, dataset, cache_dir, progress),
         "side_by_side": None,
         "full_recipe": None,
         "matmul_precision": str(jax.config.jax_default_matmul_precision),
@@ -351,6 +360,26 @@ def memory(config: Config, dataset: Dataset, cache_dir, cases, progress) -> dict
         label = f"batch {batch_size}, {noise_images} noise images"
         peaks[label] = run_ours(small, dataset, cache_dir)["peak_rss_mb"]
     return peaks
+
+
+def across_processes(config: Config, dataset: Dataset, cache_dir, progress) -> dict:
+    """Cost per seed of one process with two CPU devices against two processes with one each,
+    on the same cores: what JAX's distributed runtime costs (not a speed-up)."""
+    rows = {}
+    for processes, devices in ((1, 2), (2, 1)):
+        label = (
+            f"{processes} process{'es' if processes > 1 else ''} x "
+            f"{devices} device{'s' if devices > 1 else ''}"
+        )
+        progress(f"{label} ...")
+        child = run_ours_across(config, dataset, cache_dir, processes=processes, devices=devices)
+        compile_s = sum(child["wall_time"]["compile_s"].values())
+        rows[label] = {
+            "run_seconds_per_seed": (child["wall_time"]["total_s"] - compile_s) / config.seeds,
+            "compile_seconds": compile_s,
+            "process_wall_s": child["process_wall_s"],
+        }
+    return rows
 
 
 def side_by_side(authors: Authors, recipe: Config, dataset: Dataset, cache_dir, progress) -> dict:

@@ -17,7 +17,7 @@ def benchmarks_markdown(report: dict) -> str:
     """The whole page: headline, ceilings, FLOPs, throughput, side by side, scaling, memory."""
     sections = (_intro, _headline, _ceilings, _flops, _throughput, _side_by_side, _full_recipe)
     lines = []
-    for section in (*sections, _scaling):
+    for section in (*sections, _scaling, _across_processes):
         lines += [*section(report), ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -108,14 +108,17 @@ def _throughput(report: dict) -> list[str]:
             f"{row['gflops'] / square:.0%} | {row['gflops'] / steps:.0%} |"
         )
     experiment = phases["six_model_experiment"]
-    noise = phases["drawing_one_epoch_of_noise"]["seconds"]
+    noise = phases["drawing_one_epoch_of_noise"]
     return lines + [
         "",
         f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
         f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
         f"{experiment['compile_seconds']:.1f} s. Drawing one epoch of noise for all seeds "
-        f"(Threefry-2x32 in counter mode) takes {noise:.2f} s alone, "
-        f"{noise / phases['student_epoch']['seconds']:.0%} of a student epoch.",
+        f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes {noise['seconds']:.2f} s "
+        f"alone, {noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
+        f" as many values from `jax.random.uniform` per batch take "
+        f"{noise['jax_random_uniform_seconds']:.2f} s "
+        f"({noise['jax_random_uniform_seconds'] / noise['seconds']:.1f}x).",
     ]
 
 
@@ -179,3 +182,23 @@ def _scaling(report: dict) -> list[str]:
         )
     lines += ["", "| one seed, students only | peak RSS MB |", "|---|---|"]
     return lines + [f"| {label} | {mb:.0f} |" for label, mb in report["peak_rss_mb"].items()]
+
+
+def _across_processes(report: dict) -> list[str]:
+    lines = [
+        "## Across processes (the same cores)",
+        "",
+        f"The benchmark experiment ({report['config']['seeds']} seeds) as one process with two "
+        "CPU devices and as two processes with one device each, joined by JAX's distributed "
+        "runtime over localhost: on the same two cores this measures what the runtime costs "
+        "(a second import, data load and compile; collectives), not a speed-up.",
+        "",
+        "| layout | run s per seed | compile s | wall s (all processes) |",
+        "|---|---|---|---|",
+    ]
+    for label, row in report["across_processes"].items():
+        lines.append(
+            f"| {label} | {row['run_seconds_per_seed']:.2f} | {row['compile_seconds']:.1f} | "
+            f"{row['process_wall_s']:.1f} |"
+        )
+    return lines

@@ -79,6 +79,45 @@ def run_ours(config: Config, dataset: Dataset, cache_dir: str | None) -> dict:
     return {**report, "process_wall_s": done.wall_s}
 
 
+def run_ours_across(
+    config: Config, dataset: Dataset, cache_dir: str | None, *, processes: int, devices: int
+) -> dict:
+    """`run_experiment(config)` as one run across `processes` local processes with `devices`
+    CPU devices each (JAX's distributed runtime over localhost): process 0's phase times, and
+    the wall time of the whole run seen from outside."""
+    fields = json.dumps({**config.to_dict(), "hidden": list(config.hidden)})
+    where = [dataset.source, str(cache_dir or ""), dataset.name]
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    command = [sys.executable, "-m", "sublim_toy.bench_child", fields, *where]
+    started = time.perf_counter()
+    if processes == 1:
+        children = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)]
+    else:
+        port = _free_port()
+        children = [
+            subprocess.Popen(
+                [*command, f"127.0.0.1:{port}", str(processes), str(index)],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(processes)
+        ]
+    outputs = [child.communicate()[0] for child in children]
+    wall_s = time.perf_counter() - started
+    if any(child.returncode != 0 for child in children):
+        raise RuntimeError(f"a benchmark child of the {processes}-process run failed")
+    return {**json.loads(outputs[0].strip().splitlines()[-1]), "process_wall_s": wall_s}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_authors(script: Path, python: str, models: int, dataset: Dataset) -> dict:
     """The authors' script for `models` models (its own name for seeds) in a fresh process.
 

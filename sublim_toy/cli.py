@@ -2,12 +2,14 @@
 
 Every command checks its input and its output locations before any compute, writes its files
 all at once at the end, and exits 0 on success, 1 only when `theorem` finds a condition
-failed, 2 on bad input, 130 on Ctrl-C and 3 on an internal error (a bug).
+failed, 2 on bad input, 130 on Ctrl-C, 3 on an internal error (a bug) and 4 when another process
+of a run across processes failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,6 +33,7 @@ from sublim_toy.config import (
     split_assignment,
 )
 from sublim_toy.data import DATASETS
+from sublim_toy.distributed import Join, is_main_process, join
 from sublim_toy.errors import ConfigError, Interrupted, UserError
 from sublim_toy.sweep import STUDIES, STUDY_SEEDS
 
@@ -130,6 +133,7 @@ def _add_reproduce(commands) -> None:
     _config_arguments(reproduce, "FIELD=VALUE")
     _data_arguments(reproduce)
     _out_arguments(reproduce, Path("results/reproduce"))
+    _distributed_arguments(reproduce)
 
 
 def _add_sweep(commands) -> None:
@@ -139,6 +143,7 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--out", type=Path, required=True, help="the sweep's directory")
     _overwrite_argument(sweep, "discard another sweep stored in --out")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _distributed_arguments(sweep)
 
 
 def _add_study(commands) -> None:
@@ -149,6 +154,7 @@ def _add_study(commands) -> None:
     study.add_argument("--out", type=Path, help="directory (default results/study-NAME[-DATASET])")
     _overwrite_argument(study, "discard another sweep stored in --out")
     study.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _distributed_arguments(study)
 
 
 def _add_plot(commands) -> None:
@@ -204,6 +210,23 @@ def _add_bench(commands) -> None:
         metavar="N",
         help="also time the full recipe at N seeds (default: 100 on a GPU or TPU, none on a CPU)",
     )
+
+
+def _distributed_arguments(parser) -> None:
+    """One run across several processes (docs: running across processes)."""
+    group = parser.add_argument_group(
+        "across processes",
+        "run the same command in every process; process 0 prints and writes, the others do neither",
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a run whose processes JAX detects (SLURM srun, Open MPI mpirun, Kubernetes, "
+        "Cloud TPU)",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address and port")
+    group.add_argument("--num-processes", metavar="N", help="processes in the run")
+    group.add_argument("--process-id", metavar="I", help="this process, 0 to N-1")
 
 
 def _out_arguments(parser, default: Path, *, progress: bool = True) -> None:
@@ -396,7 +419,7 @@ def reproduce(args: argparse.Namespace) -> None:
     files = {"results.json": json_text(results), **figure_files(figure10(results), "figure10")}
     if results["alignment"]["steps"]:
         files.update(figure_files(alignment_figure(results), "alignment"))
-    paths = outputs.commit(files)
+    paths = outputs.commit(files) if is_main_process() else []
     print(f"wrote {', '.join(str(path) for path in paths)}")
     print(f"wall time {results['wall_time']['total_s']:.0f} s")
 
@@ -419,6 +442,7 @@ def sweep(args: argparse.Namespace) -> None:
         dataset,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        writer=is_main_process(),
     )
     print(f"wrote {args.out / 'points.csv'} and one JSON per point in {args.out / 'points'}")
 
@@ -442,7 +466,8 @@ def study(args: argparse.Namespace) -> None:
     check_directory(out, "--out")
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"study {args.name}: {chosen.question}")
-    with locked(out):
+    writer = is_main_process()
+    with locked(out) if writer else contextlib.nullcontext():
         results = run_sweep(
             base,
             list(chosen.assignments),
@@ -450,7 +475,10 @@ def study(args: argparse.Namespace) -> None:
             dataset,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            writer=writer,
         )
+        if not writer:
+            return
         print(format_study(chosen, results))
         print(format_first_order(chosen, results))
         try:
@@ -614,7 +642,7 @@ def entry_point() -> None:
     once: finalising the interpreter while XLA's threads still run the interrupted
     computation can crash it (a segfault after the message), and every file is closed."""
     status = main()
-    if status == 130:
+    if status in (4, 130):  # after a peer failed, skip the runtime's shutdown barrier too
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
@@ -623,6 +651,7 @@ def entry_point() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        _join_if_asked(args)
         return COMMANDS[args.command](args) or 0  # theorem: 1 when a condition fails
     except ConfigError as err:
         print(f"sublim-toy: error: {_blame(err, args)}", file=sys.stderr)
@@ -637,7 +666,11 @@ def _run(args: argparse.Namespace) -> int:
         # commands write their files all at once at the end; before that, nothing is written
         print("sublim-toy: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception as err:
+        if _peer_failure(err):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"sublim-toy: error: the run across processes failed: {first}", file=sys.stderr)
+            return 4
         traceback.print_exc()
         print(
             "sublim-toy: internal error (a bug, not your input): please report it with the "
@@ -645,6 +678,50 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def _join_if_asked(args: argparse.Namespace) -> None:
+    """Join a run of several processes when the command was told to; the processes other than
+    process 0 then print nothing and draw no progress bars."""
+    given = [getattr(args, name, None) for name in ("coordinator", "num_processes", "process_id")]
+    if not getattr(args, "distributed", False) and all(value is None for value in given):
+        return
+    counts = [
+        None if value is None else _count(flag, value)
+        for flag, value in zip(
+            ("--coordinator", "--num-processes", "--process-id"), given, strict=True
+        )
+    ]
+    join(Join(given[0], counts[1], counts[2]))
+    if not is_main_process():
+        # for the rest of the process, Python's prints and the native libraries' alike
+        sys.stdout.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        args.no_progress = True
+
+
+def _count(flag: str, text: str):
+    if flag == "--coordinator":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: must be an integer") from None
+
+
+PEER_FAILURE_SIGNS = ("gloo", "peer", "unavailable", "deadline_exceeded", "coordination")
+
+
+def _peer_failure(err: Exception) -> bool:
+    """In a run across processes, an error of the runtime's (a peer died, a collective timed
+    out), however it surfaces."""
+    import jax
+
+    if jax.process_count() == 1:
+        return False
+    text = f"{type(err).__name__} {err}".lower()
+    runtime = isinstance(err, jax.errors.JaxRuntimeError)
+    return runtime or any(sign in text for sign in PEER_FAILURE_SIGNS)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

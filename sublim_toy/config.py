@@ -28,8 +28,9 @@ class Config:
     # Independent runs trained side by side under vmap. The paper used 100; 24 take about ten
     # minutes on 2 CPU cores and already give CIs that separate every pair of bars.
     seeds: int = 24
-    # Root PRNG seed. Seed i of a run uses fold_in(key(seed), i), so its numbers do not depend
-    # on how many seeds run beside it.
+    # Root PRNG seed. Seed i of a run draws everything random from fold_in(key(seed), i), so
+    # its inits, data order and noise do not depend on how many seeds run beside it (its
+    # trained numbers do only to rounding: see the README on reproducibility).
     seed: int = 0
     # m, the number of auxiliary logits appended to the 10 regular ones (paper: m = 3).
     aux: int = 3

@@ -13,6 +13,7 @@ Sources:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -172,7 +173,9 @@ def _default_cache_origin() -> str:
 def _load_cached(name: str, source: str, cache_dir: Path, fetch, where: str) -> Dataset:
     """The checked cache `cache_dir/NAME.npz`, or `fetch()` (checked, then cached).
 
-    A cache that could not be written is refused before the download, not after it.
+    A cache that could not be written is refused before the download, not after it. Processes
+    that share the cache (several processes of one run on a host) fetch it once: the first
+    takes a lock and fetches, the others wait for it and read the cache.
     """
     cache_file = cache_dir / f"{name}.npz"
     if cache_file.exists() and not cache_file.is_file():
@@ -180,26 +183,54 @@ def _load_cached(name: str, source: str, cache_dir: Path, fetch, where: str) -> 
             f"{where} {cache_dir}: {cache_file.name} there is not a file; move it away so the "
             "cache can be written"
         )
-    if cache_file.exists():
-        try:
-            with np.load(cache_file, allow_pickle=False) as stored:
-                dataset = _dataset({split: stored[split] for split in IDX_FILES}, source, name)
-            _check_known(dataset, f"cached {name} {cache_file}")
-            return dataset
-        except (UserError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            warnings.warn(
-                f"ignoring corrupt {name} cache {cache_file} ({err}); fetching it again",
-                stacklevel=3,
-            )
+    dataset = _read_cache(cache_file, source, name)
+    if dataset is not None:
+        return dataset
     check_directory(cache_dir, where)
-    cache_file.unlink(
-        missing_ok=True
-    )  # a corrupt cache is never read again, even if the fetch fails
-    dataset = fetch()
-    _check_known(dataset, f"{name} from {source}")
-    arrays = {split: getattr(dataset, split) for split in IDX_FILES}
-    atomic_write(cache_file, lambda tmp: np.savez(tmp.open("wb"), **arrays))
+    with _exclusive(cache_dir / f".{name}.lock"):
+        dataset = _read_cache(cache_file, source, name)  # another process may have fetched it
+        if dataset is not None:
+            return dataset
+        # a corrupt cache is never read again, even if the fetch fails
+        cache_file.unlink(missing_ok=True)
+        dataset = fetch()
+        _check_known(dataset, f"{name} from {source}")
+        arrays = {split: getattr(dataset, split) for split in IDX_FILES}
+        atomic_write(cache_file, lambda tmp: np.savez(tmp.open("wb"), **arrays))
     return dataset
+
+
+def _read_cache(cache_file: Path, source: str, name: str) -> Dataset | None:
+    """The cached arrays if present and checked; None (with a warning if corrupt) otherwise."""
+    if not cache_file.exists():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as stored:
+            dataset = _dataset({split: stored[split] for split in IDX_FILES}, source, name)
+        _check_known(dataset, f"cached {name} {cache_file}")
+        return dataset
+    except (UserError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(
+            f"ignoring corrupt {name} cache {cache_file} ({err}); fetching it again", stacklevel=4
+        )
+        return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive lock on `lock_path` (created if needed); waits for other holders.
+    Without fcntl (not POSIX) there is no lock, only the atomic rename of the cache file."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---- pypi -----------------------------------------------------------------------------------

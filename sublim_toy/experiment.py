@@ -23,7 +23,7 @@ from sublim_toy.keys import Stream, seed_keys, stream
 from sublim_toy.model import Network, layer_index, network_for
 from sublim_toy.probes import alignment_record, probe_images
 from sublim_toy.results import MODELS, STUDENT_OUTPUTS, STUDENTS, record
-from sublim_toy.sharding import over_seeds, replicate, seed_mesh, to_host
+from sublim_toy.sharding import over_seeds, padded_seed_count, replicate, seed_mesh, to_host
 from sublim_toy.train import (
     StudentShared,
     StudentState,
@@ -48,8 +48,8 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         )
     started = time.perf_counter()
     network = network_for(config, input_dim=dataset.input_dim)
-    mesh = seed_mesh(config.seeds)
-    keys = seed_keys(config.seed, config.seeds, over_seeds(mesh))
+    mesh = seed_mesh()
+    keys = seed_keys(config.seed, padded_seed_count(config.seeds), over_seeds(mesh))
     inits = initial_params(network, keys)
     train_images = replicate(dataset.train_images, mesh)
     bar = EpochBar(config, enabled=progress)
@@ -82,8 +82,12 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
 
     # Test accuracy of all six models, and each student's first-order prediction.
     final = {"reference": inits["shared"], "teacher": teacher_params, **students.state.params}
-    accuracies, at_start, first_order, evaluation = evaluate(network, final, starts, dataset, mesh)
-    probes = [to_host(m["probes"]) for m in students.metrics] if config.probe_every else []
+    accuracies, at_start, first_order, evaluation = evaluate(
+        network, final, starts, dataset, mesh, config.seeds
+    )
+    probes = (
+        [to_host(m["probes"], config.seeds) for m in students.metrics] if config.probe_every else []
+    )
     return record(
         config,
         dataset,
@@ -93,14 +97,14 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         alignment=alignment_record(config, probes, STUDENTS),
         first_order=first_order,
         at_start=at_start,
-        diverged=diverged_seeds(final),
+        diverged=diverged_seeds(final, config.seeds),
     )
 
 
-def diverged_seeds(final: dict) -> dict[str, list[int]]:
+def diverged_seeds(final: dict, seeds: int) -> dict[str, list[int]]:
     """{model: seed indices whose parameters are not all finite}, for the models that have any:
     a diverged run is reported as such, never as an accuracy of chance."""
-    finite = {name: to_host(_all_finite(params)) for name, params in final.items()}
+    finite = {name: to_host(_all_finite(params), seeds) for name, params in final.items()}
     return {name: np.flatnonzero(~ok).tolist() for name, ok in finite.items() if not ok.all()}
 
 
@@ -249,7 +253,7 @@ def student_state(config: Config, keys, starts, teacher_logits, teacher_move) ->
     )
 
 
-def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh):
+def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh, seeds: int):
     """Test accuracy of every model, of every student at step 0, and the first-order prediction
     of every student, per seed; one compiled program each for all models."""
     test_images = replicate(dataset.test_images, mesh)
@@ -267,16 +271,19 @@ def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh
     )
     started = time.perf_counter()
     accuracies = {
-        name: to_host(accuracy(final[name], test_images, test_labels)).tolist() for name in MODELS
+        name: to_host(accuracy(final[name], test_images, test_labels), seeds).tolist()
+        for name in MODELS
     }
     # a student's start can already classify (head_init=trained): gains are also measured
     # from there, not only from chance
     at_start = {
-        name: to_host(accuracy(starts[name], test_images, test_labels)).tolist()
+        name: to_host(accuracy(starts[name], test_images, test_labels), seeds).tolist()
         for name in STUDENTS
     }
     first_order = {
-        name: to_host(predicted(starts[name], final[name], test_images, test_labels)).tolist()
+        name: to_host(
+            predicted(starts[name], final[name], test_images, test_labels), seeds
+        ).tolist()
         for name in STUDENTS
     }
     timing = {

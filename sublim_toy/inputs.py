@@ -10,7 +10,7 @@ The uniform noise comes from Threefry-2x32 (Salmon et al., "Parallel random numb
 generator: element f of batch b is one block encrypted under the seed's key,
 Threefry_key(2**31 | f, b). It is the same function `jax.random` applies to its counters, but
 written here in plain uint32 arithmetic that XLA fuses into the step, where `jax.random.uniform`
-costs several times more (docs/performance.md).
+costs several times more (BENCHMARKS.md times both).
 """
 
 from __future__ import annotations

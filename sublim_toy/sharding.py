@@ -1,8 +1,10 @@
-"""Spread the seed axis over every local device (GPUs, TPUs, or forced CPU devices).
+"""Spread the seed axis over every device of every process (GPUs, TPUs, or CPU devices).
 
 Seeds are independent, so a 1-D mesh over them needs no communication inside a step: each
 device trains its share of seeds, and XLA's sharding propagation carries the layout from the
-keys through every jitted, vmapped function. Data shared by all seeds is replicated.
+keys through every jitted, vmapped function. Data shared by all seeds is replicated. When the
+seeds do not split evenly, a few extra seeds (the next indices, each keyed like any other) are
+trained so that every device has a share, and dropped when results come back to the host.
 """
 
 from __future__ import annotations
@@ -17,21 +19,25 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 SEED_AXIS = "seeds"
 
 
-def seed_mesh(seeds: int) -> jax.sharding.Mesh:
-    """A 1-D mesh over the most devices that divide `seeds` evenly (all of them, ideally)."""
-    available = jax.device_count()
-    used = max(d for d in range(1, available + 1) if seeds % d == 0)
-    if used < available:
-        warnings.warn(
-            f"{seeds} seeds do not split evenly over {available} devices; using {used}. "
-            f"Pick a multiple of {available} to use them all.",
-            stacklevel=2,
-        )
+def seed_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every device of every process."""
     # Auto axes: XLA propagates the seed layout through gathers and scans by itself; explicit
     # axes would ask every indexing op for an output sharding.
-    return jax.make_mesh(
-        (used,), (SEED_AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:used]
-    )
+    return jax.make_mesh((jax.device_count(),), (SEED_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def padded_seed_count(seeds: int) -> int:
+    """`seeds` rounded up to a multiple of the devices, so that every device (and every process)
+    trains a share; the extra seeds are dropped by `to_host`."""
+    devices = jax.device_count()
+    padded = -(-seeds // devices) * devices
+    if padded != seeds:
+        warnings.warn(
+            f"{seeds} seeds do not split evenly over {devices} devices: training {padded} and "
+            f"keeping the first {seeds}; a multiple of {devices} wastes nothing",
+            stacklevel=2,
+        )
+    return padded
 
 
 def over_seeds(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -49,6 +55,10 @@ def replicate(array: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
     return jax.make_array_from_process_local_data(replicated(mesh), np.asarray(array))
 
 
-def to_host(tree):
-    """Every seed's values as numpy arrays on every process (a no-op gather on one host)."""
-    return multihost_utils.process_allgather(tree, tiled=True)
+def to_host(tree, seeds: int | None = None):
+    """Every seed's values as numpy arrays on every process (a no-op gather on one host); with
+    `seeds`, only the first `seeds` of them (the padding seeds dropped)."""
+    gathered = multihost_utils.process_allgather(tree, tiled=True)
+    if seeds is None:
+        return gathered
+    return jax.tree.map(lambda leaf: leaf[:seeds], gathered)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from sublim_toy.config import Config, value_label
 from sublim_toy.data import Dataset
+from sublim_toy.distributed import agree_with_main
 from sublim_toy.errors import Interrupted, UserError
 from sublim_toy.experiment import run_experiment
 from sublim_toy.files import atomic_write, check_directory, write_json
@@ -175,26 +176,33 @@ def run_sweep(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    writer: bool = True,
 ) -> list[dict]:
     """Run every point not yet finished in `out_dir`; return all points' results in grid order.
 
     Holds the directory's lock throughout; refuses a directory that holds another sweep unless
-    `overwrite`. Ctrl-C raises Interrupted saying how many points are kept.
+    `overwrite`. Ctrl-C raises Interrupted saying how many points are kept. In a run of several
+    processes only process 0 is the `writer`: the others neither lock nor write, and train the
+    points that process 0 found missing (its view is broadcast), so all train the same points.
     """
     configs = grid(base, assignments)
     out_dir = Path(out_dir)
     record = grid_record(base, assignments, dataset)
     names = [point_name(config) for config in configs]
-    with locked(out_dir):
-        claim(out_dir, record, overwrite=overwrite)
+    with locked(out_dir) if writer else contextlib.nullcontext():
+        if writer:
+            claim(out_dir, record, overwrite=overwrite)
         results = [
             _finished(out_dir / "points" / f"{n}.json", c, dataset)
             for n, c in zip(names, configs, strict=True)
         ]
+        missing = agree_with_main([result is None for result in results])
         try:
-            write_json(out_dir / "sweep.json", {**record, "points": names})
-            _run_missing(configs, results, assignments, out_dir, dataset, progress)
-            write_table(out_dir / "points.csv", results, assignments)
+            if writer:
+                write_json(out_dir / "sweep.json", {**record, "points": names})
+            _run_missing(configs, results, missing, assignments, out_dir, dataset, progress, writer)
+            if writer:
+                write_table(out_dir / "points.csv", results, assignments)
         except KeyboardInterrupt:
             kept = sum(result is not None for result in results)
             raise Interrupted(
@@ -204,28 +212,32 @@ def run_sweep(
     return results
 
 
-def _run_missing(configs, results, assignments, out_dir, dataset, progress: bool) -> None:
-    """Fill in `results` where a point is missing, one point at a time, each written at once."""
-    done = sum(result is not None for result in results)
+def _run_missing(
+    configs, results, missing, assignments, out_dir, dataset, progress: bool, writer: bool
+) -> None:
+    """Fill in `results` where `missing`, one point at a time, each written at once."""
+    done = len(configs) - sum(missing)
     bar = tqdm(total=len(configs), initial=done, unit="point", disable=not progress)
     if done:
         bar.write(f"resuming: {done} of {len(configs)} points already finished in {out_dir}")
     try:
         for index, config in enumerate(configs):
-            if results[index] is None:
+            if missing[index]:
                 started = time.perf_counter()
-                results[index] = _run_point(config, dataset, out_dir, progress)
-                write_table(out_dir / "points.csv", [r for r in results if r], assignments)
+                results[index] = _run_point(config, dataset, out_dir, progress, writer)
+                if writer:
+                    write_table(out_dir / "points.csv", [r for r in results if r], assignments)
                 bar.set_postfix_str(f"last point {time.perf_counter() - started:.0f} s")
                 bar.update()
     finally:
         bar.close()
 
 
-def _run_point(config: Config, dataset: Dataset, out_dir: Path, progress: bool) -> dict:
+def _run_point(config: Config, dataset: Dataset, out_dir: Path, progress: bool, writer: bool):
     """One point, trained (its epoch bar under the sweep's bar) and written atomically."""
     result = {"point": point_name(config), **run_experiment(config, dataset, progress=progress)}
-    write_json(out_dir / "points" / f"{point_name(config)}.json", result)
+    if writer:
+        write_json(out_dir / "points" / f"{point_name(config)}.json", result)
     return result
 
 

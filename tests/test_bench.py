@@ -89,6 +89,9 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     for phase in ("six_model_experiment", "teacher_epoch", "student_epoch", "teacher_targets"):
         assert report["phases"][phase]["gflops"] > 0
     assert report["phases"]["drawing_one_epoch_of_noise"]["seconds"] > 0
+    layouts = report["across_processes"]
+    assert list(layouts) == ["1 process x 2 devices", "2 processes x 1 device"]
+    assert all(row["run_seconds_per_seed"] > 0 for row in layouts.values())
     side = report["side_by_side"]
     assert side["authors"]["table"]["Reference"] == 0.0003  # N_MODELS was set to the seeds
     assert side["speedup"] == side["authors"]["wall_s"] / side["ours"]["wall_s"] > 0
@@ -97,6 +100,7 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     assert "against the fp32 square matmul" in markdown and "of step GEMMs" in markdown
     assert "| authors' script |" in markdown and "faster" in markdown
     assert markdown.count("\n| 2 |") == 1
+    assert "| 2 processes x 1 device |" in markdown
     assert report["full_recipe"]["seeds"] == 3 and report["full_recipe"]["gflops"] > 0
     assert "The full recipe at 3 seeds" in markdown
     report["side_by_side"] = report["full_recipe"] = None
