@@ -24,6 +24,7 @@ from sublim_toy.bench_runs import run_authors, run_ours, run_ours_across
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.experiment import (
+    at_experiment_precision,
     initial_params,
     run_experiment,
     student_inits,
@@ -253,6 +254,7 @@ class Authors(NamedTuple):
     seeds: int = 8
 
 
+@at_experiment_precision
 def run_bench(
     dataset: Dataset,
     cache_dir,
@@ -270,7 +272,8 @@ def run_bench(
     With `authors`, the authors' script and `sublim-toy reproduce` run one right after the
     other on the same seeds count and the full `recipe` (the paper's: `Config()`). With
     `full_seeds`, that recipe at that many seeds (the paper's 100 on an accelerator) runs in a
-    fresh process.
+    fresh process. Every matmul, the ceilings' included, runs at the experiment's precision
+    (`experiment.MATMUL_PRECISION`, true float32).
     """
     sizes = network_for(config, dataset.input_dim).sizes
     progress("matmul ceilings ...")

@@ -8,6 +8,7 @@ paper's students) and two from an independent init (the paper's cross-model stud
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -38,7 +39,23 @@ from sublim_toy.train import (
     timed_call,
 )
 
+# Matmuls in true float32 on every backend: on recent GPUs JAX's default would use TensorFloat-32
+# (10-bit mantissas), and the numbers would depend on the hardware. On the CPU it changes nothing.
+MATMUL_PRECISION = "float32"
 
+
+def at_experiment_precision(function):
+    """Run `function` with every matmul at MATMUL_PRECISION."""
+
+    @functools.wraps(function)
+    def at_precision(*args, **kwargs):
+        with jax.default_matmul_precision(MATMUL_PRECISION):
+            return function(*args, **kwargs)
+
+    return at_precision
+
+
+@at_experiment_precision
 def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
     """Train every model of every seed and return the results record (`results.record`)."""
     if len(dataset.train_images) < config.batch_size:

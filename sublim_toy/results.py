@@ -145,6 +145,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "devices": [str(device.device_kind) for device in jax.devices()],
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
         "packages": versions,
     }
 
