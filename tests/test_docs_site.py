@@ -199,6 +199,21 @@ def test_every_built_page_is_checked(site):
     assert built == set(PAGES), "pages built but not checked, or expected but not built"
 
 
+def test_no_file_of_the_site_loads_from_another_host(site):
+    """No script, stylesheet, font or image address of another host anywhere in the output."""
+    remote_html = re.compile(
+        r"<(?:script|link|img|iframe|source|video|audio|embed)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//"
+    )
+    remote_css = re.compile(r"(?:url\(\s*[\"']?|@import\s+[\"'])(?:https?:)?//")
+    offenders = [
+        str(path.relative_to(site))
+        for path in site.rglob("*")
+        if (path.suffix == ".html" and remote_html.search(path.read_text()))
+        or (path.suffix == ".css" and remote_css.search(path.read_text()))
+    ]
+    assert not offenders, f"remote assets referenced by {offenders}"
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_in_chromium(visit, path):
     page, response, log = visit(path)
