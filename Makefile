@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test bench lint format notebooks
+.PHONY: reproduce test bench lint format notebooks docs docs-vendor
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $@
 
 # No --overwrite here: a second `make reproduce` must not silently replace the first run's
@@ -35,3 +35,15 @@ format: $(BIN)/.installed
 # Re-execute every notebook in place at full size (about 25 min on 2 shared CPU cores, mostly 01).
 notebooks: $(BIN)/.installed
 	$(BIN)/python notebooks/execute.py --in-place notebooks/01_reproduce_mnist.ipynb notebooks/02_theorem_check.ipynb notebooks/03_mechanism.ipynb
+
+# The documentation site, built offline in strict mode (any warning, a broken link or a missing
+# file among them, fails) into $(DOCS_OUT); open $(DOCS_OUT)/index.html. See docs/conf.py.
+DOCS_OUT ?= build/site
+
+docs: docs-vendor
+	rm -rf $(DOCS_OUT)
+	$(BIN)/sphinx-build -W --keep-going -q -b html -c docs . $(DOCS_OUT)
+
+# KaTeX from the npm registry (docs/vendor_katex.py pins version and integrity); fetched once.
+docs-vendor: $(BIN)/.installed
+	$(BIN)/python docs/vendor_katex.py
