@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test bench lint format notebooks docs docs-vendor
+.PHONY: reproduce test bench lint format notebooks docs docs-vendor package
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,18 @@ docs: docs-vendor
 # KaTeX from the npm registry (docs/vendor_katex.py pins version and integrity); fetched once.
 docs-vendor: $(BIN)/.installed
 	$(BIN)/python docs/vendor_katex.py
+
+# The release artefacts as a user gets them: sdist and wheel built in isolation into dist/, their
+# metadata checked (twine, strict), the wheel installed into a fresh venv outside the source tree,
+# where `sublim-toy --version` and a tiny reproduce must run from the installed package.
+PKG := build/package
+package: $(BIN)/.installed
+	rm -rf dist $(PKG)
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(PYTHON) -m venv $(PKG)/venv
+	$(PKG)/venv/bin/python -m pip install --quiet dist/*.whl
+	cd $(PKG) && venv/bin/python -c "import sublim_toy, sys; sys.exit('not the wheel: ' + sublim_toy.__file__ if '/venv/' not in sublim_toy.__file__ else 0)"
+	cd $(PKG) && venv/bin/sublim-toy --version
+	cd $(PKG) && venv/bin/sublim-toy reproduce --seeds 2 --epochs 1 --set hidden=32 --noise-images 4096 --no-progress --out tiny
+	test -s $(PKG)/tiny/results.json

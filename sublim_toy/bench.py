@@ -307,7 +307,10 @@ def run_bench(
     }
     if authors is not None:
         report["side_by_side"] = side_by_side(authors, recipe, dataset, cache_dir, progress)
-    if full_seeds:
+    side = report["side_by_side"]
+    if side is not None and side["seeds"] == full_seeds:
+        report["full_recipe"] = side["ours"]  # that very run: the same recipe and seeds
+    elif full_seeds:
         progress(f"the full recipe, {full_seeds} seeds, in a fresh process ...")
         report["full_recipe"] = full_recipe(recipe.replace(seeds=full_seeds), dataset, cache_dir)
     return report
@@ -386,20 +389,16 @@ def across_processes(config: Config, dataset: Dataset, cache_dir, progress) -> d
 
 
 def side_by_side(authors: Authors, recipe: Config, dataset: Dataset, cache_dir, progress) -> dict:
-    """`sublim-toy reproduce --seeds N` (the paper's full recipe) and the authors' script for N
-    models, one right after the other: whole-process wall time (imports, data and compilation
-    included on both sides) and peak memory."""
+    """`sublim-toy reproduce --seeds N` (the paper's full recipe, `full_recipe`) and the authors'
+    script for N models, one right after the other: whole-process wall time (imports, data and
+    compilation included on both sides) and peak memory."""
     progress(f"sublim-toy, the full recipe, {authors.seeds} seeds, in a fresh process ...")
-    ours = run_ours(recipe.replace(seeds=authors.seeds), dataset, cache_dir)
+    ours = full_recipe(recipe.replace(seeds=authors.seeds), dataset, cache_dir)
     progress(f"the authors' script, {authors.seeds} models ...")
     theirs = run_authors(authors.script, authors.python, authors.seeds, dataset)
     return {
         "seeds": authors.seeds,
-        "ours": {
-            "wall_s": ours["process_wall_s"],
-            "peak_rss_mb": ours["peak_rss_mb"],
-            "summary": ours["summary"],
-        },
+        "ours": ours,
         "authors": theirs,
         "speedup": theirs["wall_s"] / ours["process_wall_s"],
     }
@@ -416,6 +415,7 @@ def full_recipe(config: Config, dataset: Dataset, cache_dir) -> dict:
     run_seconds = wall["teacher_s"] + wall["students_s"] + wall["evaluation_s"]
     return {
         "seeds": config.seeds,
+        "epochs": [config.teacher_epochs, config.student_epochs],
         "process_wall_s": child["process_wall_s"],
         "compile_seconds": sum(wall["compile_s"].values()),
         "run_seconds": run_seconds,

@@ -36,17 +36,24 @@ def _intro(report: dict) -> list[str]:
 
 
 def _headline(report: dict) -> list[str]:
+    """The targets are for the paper's recipe (5 + 5 epochs); the short benchmark experiment
+    (1 + 1) is shown beside it, its one-off evaluation and first-order prediction weigh more."""
+    square = report["ceilings"]["square_gflops"]
     experiment = report["phases"]["six_model_experiment"]
-    of_square = experiment["gflops"] / report["ceilings"]["square_gflops"]
-    lines = [
-        "## Headline",
-        "",
-        "| measure | this run | target |",
-        "|---|---|---|",
-        f"| six-model experiment, FLOP/s against the fp32 square matmul | {of_square:.0%} | "
-        f">= {TARGET_OF_SQUARE:.0%} |",
-    ]
-    side = report["side_by_side"]
+    config = report["config"]
+    side, full = report["side_by_side"], report["full_recipe"]
+    lines = ["## Headline", "", "| measure | this run | target |", "|---|---|---|"]
+    if full is not None:
+        lines.append(
+            f"| the full recipe ({full['epochs'][0]} + {full['epochs'][1]} epochs), {full['seeds']}"
+            " seeds, FLOP/s against the fp32"
+            f" square matmul | {full['gflops'] / square:.0%} | >= {TARGET_OF_SQUARE:.0%} |"
+        )
+    lines.append(
+        f"| the benchmark experiment ({config['teacher_epochs']} + {config['student_epochs']} "
+        f"epochs), {config['seeds']} seeds, FLOP/s against the fp32 square matmul | "
+        f"{experiment['gflops'] / square:.0%} | {'' if full else f'>= {TARGET_OF_SQUARE:.0%}'} |"
+    )
     if side is not None:
         lines.append(
             f"| wall time of the authors' script / sublim-toy, {side['seeds']} seeds, full "
@@ -137,7 +144,7 @@ def _side_by_side(report: dict) -> list[str]:
         "",
         "| run | wall s | peak RSS MB | aux-only student | cross-model aux-only |",
         "|---|---|---|---|---|",
-        f"| sublim-toy reproduce --seeds {side['seeds']} | {ours['wall_s']:.1f} | "
+        f"| sublim-toy reproduce --seeds {side['seeds']} | {ours['process_wall_s']:.1f} | "
         f"{ours['peak_rss_mb']:.0f} | {ours['summary']['student_aux']['mean']:.3f} | "
         f"{ours['summary']['cross_aux']['mean']:.3f} |",
         f"| authors' script | {theirs['wall_s']:.1f} | {theirs['peak_rss_mb'] or 0:.0f} | "
@@ -150,8 +157,8 @@ def _side_by_side(report: dict) -> list[str]:
 
 
 def _full_recipe(report: dict) -> list[str]:
-    lines = ["## The paper's 100 seeds", ""]
     full = report["full_recipe"]
+    lines = ["## The paper's recipe, timed in full", ""]
     if full is None:
         return [
             *lines,
@@ -159,13 +166,20 @@ def _full_recipe(report: dict) -> list[str]:
         ]
     square = report["ceilings"]["square_gflops"]
     return lines + [
-        f"The full recipe at {full['seeds']} seeds in a fresh process: {full['process_wall_s']:.1f}"
+        f"The full recipe at {full['seeds']} seeds in a fresh process"
+        f"{' (the side-by-side run above)' if _is_side_run(report) else ''}: "
+        f"{full['process_wall_s']:.1f}"
         f" s in all, of which compile {full['compile_seconds']:.1f} s and run "
         f"{full['run_seconds']:.1f} s for {full['tflop']:.1f} TFLOP: {full['gflops']:.0f} GFLOP/s,"
         f" {full['gflops'] / square:.0%} of the square matmul; peak memory "
         f"{full['peak_rss_mb']:.0f} MB. Aux-only student "
         f"{full['summary']['student_aux']['mean']:.3f}.",
     ]
+
+
+def _is_side_run(report: dict) -> bool:
+    side = report["side_by_side"]
+    return side is not None and side["ours"] == report["full_recipe"]
 
 
 def _scaling(report: dict) -> list[str]:
