@@ -277,9 +277,10 @@ def run_bench(
     """
     sizes = network_for(config, dataset.input_dim).sizes
     progress("matmul ceilings ...")
+    square_n = SQUARE_N[jax.default_backend() == "cpu"]
     ceilings = {
-        "square_gflops": square_matmul_gflops(SQUARE_N[jax.default_backend() == "cpu"]),
-        "square_n": SQUARE_N[jax.default_backend() == "cpu"],
+        "square_gflops_at_start": square_matmul_gflops(square_n),
+        "square_n": square_n,
         "step_gemms_gflops": step_gemm_gflops(sizes, config.seeds, config.batch_size),
     }
     progress("teacher and students alone ...")
@@ -313,6 +314,12 @@ def run_bench(
     elif full_seeds:
         progress(f"the full recipe, {full_seeds} seeds, in a fresh process ...")
         report["full_recipe"] = full_recipe(recipe.replace(seeds=full_seeds), dataset, cache_dir)
+    # A ceiling is what the machine can do: a shared machine's quiet moments set it, so the
+    # square matmul is timed again at the end and the faster of the two is the reference.
+    ceilings["square_gflops_at_end"] = square_matmul_gflops(square_n)
+    ceilings["square_gflops"] = max(
+        ceilings["square_gflops_at_start"], ceilings["square_gflops_at_end"]
+    )
     return report
 
 

@@ -70,7 +70,9 @@ def _ceilings(report: dict) -> list[str]:
         "",
         "| what | GFLOP/s |",
         "|---|---|",
-        f"| fp32 square matmul {n} x {n} | {ceilings['square_gflops']:.1f} |",
+        f"| fp32 square matmul {n} x {n}, the faster of two timings (start of the run "
+        f"{ceilings['square_gflops_at_start']:.1f}, end {ceilings['square_gflops_at_end']:.1f}) "
+        f"| {ceilings['square_gflops']:.1f} |",
         f"| one training step's GEMMs alone, {config['seeds']} seeds x batch "
         f"{config['batch_size']} (forward, weight and input gradients) | "
         f"{ceilings['step_gemms_gflops']:.1f} |",

@@ -55,7 +55,8 @@ commands:
 EPILOG = """\
 Start with `sublim-toy reproduce --quick` (a few minutes on a laptop CPU). Every command that
 trains takes the config flags and --set FIELD=VALUE for any config field; `sublim-toy COMMAND
---help` lists them. The README explains every command, its output files and the numbers.
+--help` lists them. docs/cli.md and docs/getting-started.md explain every command, its output
+files and the numbers.
 """
 # The files each command writes into its --out (a rerun replaces them only with --overwrite).
 RUN_FILES = ("results.json", "figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")

@@ -30,7 +30,7 @@ class Config:
     seeds: int = 24
     # Root PRNG seed. Seed i of a run draws everything random from fold_in(key(seed), i), so
     # its inits, data order and noise do not depend on how many seeds run beside it (its
-    # trained numbers do only to rounding: see the README on reproducibility).
+    # trained numbers do only to rounding: docs/getting-started.md, "Reproducibility, exactly").
     seed: int = 0
     # m, the number of auxiliary logits appended to the 10 regular ones (paper: m = 3).
     aux: int = 3

@@ -80,6 +80,10 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
         recipe=config,
         progress=lambda _: None,
     )
+    ceilings = report["ceilings"]
+    assert ceilings["square_gflops"] == max(
+        ceilings["square_gflops_at_start"], ceilings["square_gflops_at_end"]
+    )
     assert set(report["scaling"]) == {2}
     for row in report["scaling"].values():
         assert row["run_seconds_per_seed"] > 0

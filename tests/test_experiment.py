@@ -225,7 +225,8 @@ def test_a_seed_s_trained_numbers_follow_its_keys_not_its_neighbours_up_to_round
     # What holds exactly: a seed's random draws (inits, data order, noise) do not depend on how
     # many seeds run beside it (test_a_seed_gives_the_same_models_whatever_runs_beside_it).
     # What does not: XLA picks kernels by the shape of the seed axis, so the trained numbers
-    # agree only to rounding in each step, which training can grow (README, reproducibility).
+    # agree only to rounding in each step, which training can grow (docs/getting-started.md,
+    # "Reproducibility, exactly").
     config = Config(
         seeds=1,
         hidden=(32,),
