@@ -19,6 +19,7 @@ STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "shuffled_pixels")
 HIDDEN_INITS = ("shared", "independent")
 HEAD_INITS = ("shared", "independent", "trained")
 FREEZE = ("none", "hidden", "head")
+PERTURB = ("none", "head", "hidden", "all")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ class Config:
     # cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the paper's shared init, 90 an independent
     # init like the cross-model students'.
     init_angle: float = 0.0
+    # Gaussian noise added to the shared-init students' start, to ask how exactly they must
+    # share the teacher's init and whether the head or the hidden layers are the more sensitive:
+    # on the output layer ("head"), every hidden layer ("hidden") or both ("all"). Each
+    # parameter gets noise of sd perturb_std x the sd of its own init draw (1.0: noise as large
+    # as the init; biases initialised to zero stay zero). Unlike init_angle, which keeps the
+    # variance, the noise grows it by 1 + perturb_std**2. The cross-model students stay
+    # unperturbed: they are the control.
+    perturb: str = "none"
+    perturb_std: float = 0.0
     # Where the shared-init students' layers start:
     # the hidden layers from the teacher's init ("shared", at init_angle) or an independent one;
     # the output layer from the teacher's init, an independent one, or the trained teacher's
@@ -119,6 +129,15 @@ class Config:
             )
         if not (_is_number(self.init_angle) and 0 <= self.init_angle <= 90):
             raise ConfigError("must be a number of degrees in [0, 90]", init_angle=self.init_angle)
+        _check_choice("perturb", self.perturb, PERTURB)
+        if not (_is_number(self.perturb_std) and self.perturb_std >= 0):
+            raise ConfigError("must be a finite number >= 0", perturb_std=self.perturb_std)
+        if self.perturb == "none" and self.perturb_std != 0:
+            raise ConfigError(
+                "noise needs layers to go to: perturb=head, hidden or all",
+                perturb_std=self.perturb_std,
+                perturb=self.perturb,
+            )
         _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
         _check_choice("head_init", self.head_init, HEAD_INITS)
         _check_choice("freeze", self.freeze, FREEZE)

@@ -21,7 +21,7 @@ from sublim_toy.data import Dataset
 from sublim_toy.errors import ConfigError
 from sublim_toy.first_order import make_first_order_evaluate
 from sublim_toy.keys import Stream, seed_keys, stream
-from sublim_toy.model import Network, layer_index, network_for
+from sublim_toy.model import Network, init_sd, layer_index, network_for
 from sublim_toy.probes import alignment_record, probe_images
 from sublim_toy.results import MODELS, STUDENT_OUTPUTS, STUDENTS, record
 from sublim_toy.sharding import over_seeds, padded_seed_count, replicate, seed_mesh, to_host
@@ -82,7 +82,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     teacher_params = teacher.state.params
 
     # Students: four per seed, all imitating that seed's teacher on the same noise.
-    starts = student_inits(inits, config, teacher_params)
+    starts = perturbed_starts(student_inits(inits, config, teacher_params), config, keys)
     noise_keys = stream(keys, Stream.NOISE)
     targets = timed_call(
         make_teacher_targets(network, config), teacher_params, noise_keys, train_images
@@ -217,6 +217,43 @@ def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
         shared = jax.tree_util.tree_map_with_path(pick, shared, inits["independent"], trained)
     by_source = {"shared": shared, "independent": inits["independent"]}
     return {name: by_source[source] for name, (source, _) in STUDENTS.items()}
+
+
+def perturbed_starts(starts: dict, config: Config, keys) -> dict:
+    """The students' starts with `Config.perturb`'s Gaussian noise added to the shared-init
+    students' named layers (the cross-model students keep their independent init: the control).
+
+    Each parameter of a perturbed layer gets N(0, (perturb_std x sd of its own init draw)^2)
+    (`model.init_sd`), drawn per seed from its own stream (`Stream.PERTURBATION`, one key per
+    layer and leaf); std 0 is the unperturbed start itself, array for array.
+    """
+    if config.perturb == "none" or config.perturb_std == 0:
+        return starts
+    shared = [name for name, (source, _) in STUDENTS.items() if source == "shared"]
+    start = starts[shared[0]]  # the shared-init students share one start
+    head = len(start["layers"]) - 1
+    layers = {"head": {head}, "hidden": set(range(head)), "all": set(range(head + 1))}
+    perturbed = layers[config.perturb]
+    fan_in = {i: start["layers"][i]["kernel"][...].shape[-2] for i in range(head + 1)}
+    perturb_keys = stream(keys, Stream.PERTURBATION)
+
+    def add_noise(path, leaf):
+        layer, name = layer_index(path), path[2].key
+        if layer not in perturbed:
+            return leaf
+        sd = config.perturb_std * init_sd(config.init, fan_in[layer], config.init_scale)[name]
+        if sd == 0:  # a zero-initialised bias
+            return leaf
+
+        def draw(key):  # one seed's noise, keyed by (layer, leaf)
+            leaf_key = jax.random.fold_in(key, 2 * layer + (name == "bias"))
+            return jax.random.normal(leaf_key, leaf.shape[1:], leaf.dtype)
+
+        noise = jax.vmap(draw)(perturb_keys)
+        return leaf + sd * noise
+
+    noisy = jax.tree_util.tree_map_with_path(add_noise, start)
+    return {name: noisy if name in shared else params for name, params in starts.items()}
 
 
 def frozen_layers(config: Config) -> dict[str, tuple[int, ...]]:

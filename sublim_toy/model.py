@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sublim_toy.config import N_CLASSES, Config
+from sublim_toy.config import N_CLASSES, Config, weight_sd
 
 Params = Any  # an nnx.State pytree of arrays
 
@@ -58,6 +58,14 @@ def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
         return scale * base(key, shape, dtype)
 
     return scaled, zeros
+
+
+def init_sd(scheme: str, fan_in: int, scale: float = 1.0) -> dict[str, float]:
+    """The sd of one layer's init draw, per leaf: {"kernel": ..., "bias": ...}, as
+    `_initializers` draws them (the truncated "lecun" normal has variance exactly 1/d_in;
+    "torch" draws its biases like its weights, the other schemes start them at zero)."""
+    kernel = weight_sd(scheme, scale) / math.sqrt(fan_in)
+    return {"kernel": kernel, "bias": kernel if scheme == "torch" else 0.0}
 
 
 class MLP(nnx.Module):

@@ -35,6 +35,9 @@ def test_defaults_are_the_papers_setup():
         ({"init_angle": float("nan")}, "init_angle=nan"),
         ({"seed": 2**32}, "seed=4294967296: must be an integer in [0, 4294967295]"),
         ({"seed": -1}, "seed=-1"),
+        ({"perturb": "body"}, "perturb='body': choose one of none, head, hidden, all"),
+        ({"perturb": "all", "perturb_std": -0.1}, "perturb_std=-0.1: must be a finite number"),
+        ({"perturb_std": 0.1}, "perturb_std=0.1 with perturb='none': noise needs layers"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(changes, message):

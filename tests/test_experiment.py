@@ -10,6 +10,7 @@ from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
     frozen_layers,
     initial_params,
+    perturbed_starts,
     run_experiment,
     student_inits,
     teacher_labels,
@@ -239,3 +240,71 @@ def test_a_seed_s_trained_numbers_follow_its_keys_not_its_neighbours_up_to_round
     beside = run_experiment(config.replace(seeds=3), mnist)
     for name in alone["accuracy"]:
         assert abs(alone["accuracy"][name][0] - beside["accuracy"][name][0]) < 0.01, name
+
+
+@pytest.mark.parametrize("perturb", ["head", "hidden", "all"])
+def test_perturbation_adds_noise_of_the_requested_sd_to_the_named_layers_only(perturb):
+    config = CONFIG.replace(hidden=(256, 128), perturb=perturb, perturb_std=0.3)
+    keys = _keys(config)
+    inits = initial_params(network_for(config), keys)
+    starts = student_inits(inits, config)
+    perturbed = perturbed_starts(starts, config, keys)
+    named = {"head": {2}, "hidden": {0, 1}, "all": {0, 1, 2}}[perturb]
+    for name, (source, _) in STUDENTS.items():
+        for layer in range(3):
+            before = starts[name]["layers"][layer]
+            after = perturbed[name]["layers"][layer]
+            # zero biases stay zero: their init sd is 0
+            np.testing.assert_array_equal(after["bias"][...], before["bias"][...])
+            added = np.asarray(after["kernel"][...] - before["kernel"][...])
+            if source == "independent" or layer not in named:
+                np.testing.assert_array_equal(added, 0.0)  # the control is never touched
+                continue
+            fan_in = added.shape[1]
+            # 5 seeds x fan_in x fan_out draws: the sd is known to better than 2 %
+            assert np.std(added) * np.sqrt(fan_in) == pytest.approx(0.3, rel=0.02)
+            assert abs(np.mean(added)) * np.sqrt(fan_in) < 0.01
+            # fresh noise for every seed, and not the cross-model init
+            assert not np.allclose(added[0], added[1])
+            independent = np.asarray(inits["independent"]["layers"][layer]["kernel"][...])
+            assert abs(np.corrcoef(added.ravel(), independent.ravel())[0, 1]) < 0.02
+    # both shared-init students start from the same perturbed arrays
+    for a, b in zip(
+        jax.tree.leaves(perturbed["student_aux"]),
+        jax.tree.leaves(perturbed["student_all"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_perturbation_of_std_zero_is_the_shared_init_bit_for_bit():
+    keys = _keys(CONFIG)
+    inits = initial_params(network_for(CONFIG), keys)
+    for perturb in ("none", "head", "hidden", "all"):
+        config = CONFIG.replace(perturb=perturb, perturb_std=0.0)
+        starts = student_inits(inits, config)
+        perturbed = perturbed_starts(starts, config, keys)
+        for name, (source, _) in STUDENTS.items():
+            expected = inits[source]
+            for a, b in zip(
+                jax.tree.leaves(perturbed[name]), jax.tree.leaves(expected), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_perturbation_follows_the_init_scheme_and_scale():
+    # torch draws its biases too, so they get noise; a scaled init gets scaled noise
+    config = CONFIG.replace(
+        hidden=(512,), init="torch", init_scale=2.0, perturb="hidden", perturb_std=1.0
+    )
+    keys = _keys(config)
+    starts = student_inits(initial_params(network_for(config), keys), config)
+    perturbed = perturbed_starts(starts, config, keys)
+    layer_before = starts["student_aux"]["layers"][0]
+    layer_after = perturbed["student_aux"]["layers"][0]
+    expected = 2.0 / np.sqrt(3 * 784)  # U(+-2/sqrt(784)) has this sd, weights and biases
+    for leaf, tolerance in (("kernel", 0.01), ("bias", 0.05)):
+        added = np.asarray(layer_after[leaf][...] - layer_before[leaf][...])
+        drawn = np.asarray(layer_before[leaf][...])
+        assert np.std(added) == pytest.approx(expected, rel=tolerance)
+        assert np.std(drawn) == pytest.approx(expected, rel=tolerance)  # as large as the init
