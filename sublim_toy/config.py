@@ -53,6 +53,12 @@ class Config:
     # Noise images per student epoch, the same images every epoch (authors: one fixed set of
     # 60 000 per model). Drawn from keys per batch, never materialised as a whole.
     noise_images: int = 60_000
+    # The noise budget, apart from the steps per epoch: the students' batches come from a pool
+    # of noise_pool // batch_size fixed batches, visited pass after pass (each pass in a new
+    # order) for the same student_epochs x noise_steps steps. 0: one epoch's batches (the
+    # paper's fixed set, reused every epoch). A pool as large as the whole run is fresh noise:
+    # no batch is ever seen twice (a larger one is the same run: the run sees no more).
+    noise_pool: int = 0
     # Imitation loss: "kl" = KL(softmax(teacher) || softmax(student)) as in the paper, or
     # "mse" = squared error on the logits.
     imitation_loss: str = "kl"
@@ -115,6 +121,14 @@ class Config:
                 batch_size=self.batch_size,
                 noise_images=self.noise_images,
             )
+        _check_int("noise_pool", self.noise_pool, minimum=0)
+        if 0 < self.noise_pool < self.batch_size:
+            raise ConfigError(
+                "a pool needs at least one full batch of noise images (batch_size <= "
+                "noise_pool; 0 is one epoch's noise_images)",
+                noise_pool=self.noise_pool,
+                batch_size=self.batch_size,
+            )
         _check_choice("imitation_loss", self.imitation_loss, IMITATION_LOSSES)
         _check_int("probe_every", self.probe_every, minimum=0)
         _check_positive("init_scale", self.init_scale)
@@ -160,6 +174,15 @@ class Config:
     def noise_steps(self) -> int:
         """Student steps per epoch; a partial last batch is dropped, as for the teacher."""
         return self.noise_images // self.batch_size
+
+    @property
+    def pool_batches(self) -> int:
+        """Distinct student input batches (`noise_pool`): at most one per step of the run, as
+        a larger pool is never seen beyond that (at least one, so a run of 0 epochs is valid)."""
+        if not self.noise_pool:
+            return self.noise_steps
+        run_steps = self.student_epochs * self.noise_steps
+        return max(1, min(self.noise_pool // self.batch_size, run_steps))
 
     def replace(self, **changes) -> Config:
         """A copy with some fields changed, validated again."""

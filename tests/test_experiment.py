@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sublim_toy.config import HEAD_INITS, HIDDEN_INITS, Config
-from sublim_toy.data import Dataset
+from sublim_toy.data import Dataset, load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
     frozen_layers,
@@ -308,3 +308,23 @@ def test_perturbation_follows_the_init_scheme_and_scale():
         drawn = np.asarray(layer_before[leaf][...])
         assert np.std(added) == pytest.approx(expected, rel=tolerance)
         assert np.std(drawn) == pytest.approx(expected, rel=tolerance)  # as large as the init
+
+
+def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir):
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    config = Config(
+        seeds=2,
+        hidden=(8,),
+        teacher_epochs=1,
+        student_epochs=2,
+        batch_size=16,
+        noise_images=32,
+        probe_every=1,
+    )
+
+    def numbers(**changes):
+        results = run_experiment(config.replace(**changes), dataset)
+        return [results[key] for key in ("accuracy", "first_order", "alignment")]
+
+    # 0 is one epoch's batches: the same numbers, probes included
+    assert numbers() == numbers(noise_pool=32)
