@@ -37,6 +37,11 @@ class Config:
     aux: int = 3
     # Hidden layer widths (paper: 784 -> 256 -> 256 -> 10 + m).
     hidden: tuple[int, ...] = (256, 256)
+    # The students' hidden widths (empty: the teacher's). Another architecture trains through
+    # the same code; its shared-init students share with the teacher's init what can be
+    # shared: the first layer if the first widths match, the head if the last ones do, every
+    # layer only if all do (`experiment.shared_layers`, recorded in the results).
+    student_hidden: tuple[int, ...] = ()
     # Hidden nonlinearity (paper: ReLU). Others exist for the theorem's property tests.
     activation: str = "relu"
     # Weight init. "normal" is N(0, 1/d_in) with zero biases, the authors' choice; the effect
@@ -107,6 +112,11 @@ class Config:
         _check_int("aux", self.aux, minimum=1)
         if not self.hidden or not all(_is_int(width) and width >= 1 for width in self.hidden):
             raise ConfigError("the MLP needs one or more hidden widths >= 1", hidden=self.hidden)
+        if not all(_is_int(width) and width >= 1 for width in self.student_hidden):
+            raise ConfigError(
+                "the students' hidden widths must be integers >= 1 (empty: the teacher's)",
+                student_hidden=self.student_hidden,
+            )
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("init", self.init, INIT_SCHEMES)
         _check_int("teacher_epochs", self.teacher_epochs, minimum=0)
@@ -155,6 +165,13 @@ class Config:
         _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
         _check_choice("head_init", self.head_init, HEAD_INITS)
         _check_choice("freeze", self.freeze, FREEZE)
+        if self.head_init == "trained" and self.student_widths[-1] != self.hidden[-1]:
+            raise ConfigError(
+                "the trained teacher's head does not fit the students' last hidden layer",
+                head_init=self.head_init,
+                student_hidden=self.student_hidden,
+                hidden=self.hidden,
+            )
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
             # (docs/pitfalls.md, pitfall 4), so such a student could never learn anything.
@@ -169,6 +186,11 @@ class Config:
     def n_outputs(self) -> int:
         """Regular plus auxiliary logits."""
         return N_CLASSES + self.aux
+
+    @property
+    def student_widths(self) -> tuple[int, ...]:
+        """The students' hidden widths: `student_hidden`, or the teacher's."""
+        return tuple(self.student_hidden) or tuple(self.hidden)
 
     @property
     def noise_steps(self) -> int:
@@ -221,8 +243,8 @@ def parse_value(field: str, text: str):
     default = DEFAULTS[field]
     kinds = {tuple: "widths like 256x256", list: "widths like 256x256", int: "an integer"}
     try:
-        if isinstance(default, tuple | list):
-            return tuple(int(width) for width in text.split("x"))
+        if isinstance(default, tuple | list):  # "" is no widths (student_hidden's default)
+            return tuple(int(width) for width in text.split("x")) if text else ()
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):

@@ -7,6 +7,7 @@ same pytree and a vmap over seeds is a vmap over pytrees.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -146,6 +147,12 @@ def network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -
         init_scale=config.init_scale,
         param_dtype=param_dtype,
     )
+
+
+def student_network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -> Network:
+    """The students' MLP: the teacher's (`network_for`) with `config.student_widths` hidden."""
+    sizes = (input_dim, *config.student_widths, config.n_outputs)
+    return dataclasses.replace(network_for(config, input_dim, param_dtype), sizes=sizes)
 
 
 def select_outputs(logits, outputs: str):

@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import jax
 import numpy as np
@@ -10,13 +11,15 @@ from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
     frozen_layers,
     initial_params,
+    layer_sources,
     perturbed_starts,
     run_experiment,
+    shared_layers,
     student_inits,
     teacher_labels,
 )
 from sublim_toy.keys import seed_keys
-from sublim_toy.model import network_for
+from sublim_toy.model import network_for, student_network_for
 from sublim_toy.results import STUDENTS
 
 CONFIG = Config(seeds=5, hidden=(16,))
@@ -328,3 +331,85 @@ def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir):
 
     # 0 is one epoch's batches: the same numbers, probes included
     assert numbers() == numbers(noise_pool=32)
+
+
+@pytest.mark.parametrize(
+    ("student_hidden", "pairs"),
+    [
+        ((16, 8), {0: 0, 1: 1, 2: 2}),  # the teacher's widths: every layer
+        ((), {0: 0, 1: 1, 2: 2}),  # empty: the teacher's widths
+        ((16,), {0: 0}),  # one hidden layer less: the first layer (the head is 16 x 13)
+        ((16, 8, 8), {0: 0, 3: 2}),  # one more: the first layer and the head
+        ((12, 8), {2: 2}),  # another first width: the head only
+        ((12,), {}),  # nothing
+    ],
+)
+def test_another_student_architecture_shares_its_first_layer_and_head_where_shapes_allow(
+    student_hidden, pairs
+):
+    config = CONFIG.replace(hidden=(16, 8), student_hidden=student_hidden)
+    assert shared_layers(config) == pairs
+    widths = student_hidden or (16, 8)
+    keys = _keys(config)
+    inits = initial_params(network_for(config), keys, student_network_for(config))
+    starts = student_inits(inits, config)
+    sizes = (784, *widths, config.n_outputs)
+    sources = layer_sources(config)
+    for name, (source, _) in STUDENTS.items():
+        assert len(starts[name]["layers"]) == len(sizes) - 1
+        for layer, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
+            for leaf in ("kernel", "bias"):
+                got = np.asarray(starts[name]["layers"][layer][leaf][...])
+                assert got.shape == ((5, d_in, d_out) if leaf == "kernel" else (5, d_out))
+                independent = inits["independent"]["layers"][layer][leaf][...]
+                if source == "shared" and layer in pairs:
+                    assert sources[name][layer] == "shared"
+                    teacher = inits["shared"]["layers"][pairs[layer]][leaf][...]
+                    np.testing.assert_array_equal(got, teacher)
+                else:
+                    assert sources[name][layer] == "independent"
+                    np.testing.assert_array_equal(got, independent)
+
+
+def test_a_student_head_that_cannot_be_shared_starts_independent_and_freezing_follows_it():
+    config = CONFIG.replace(hidden=(16, 8), student_hidden=(16, 12, 4), head_init="shared")
+    assert layer_sources(config)["student_aux"] == [
+        "shared",
+        "independent",
+        "independent",
+        "independent",
+    ]
+    assert frozen_layers(config.replace(freeze="head"))["student_aux"] == (3,)
+    assert frozen_layers(config.replace(freeze="hidden"))["student_aux"] == (0, 1, 2)
+    with pytest.raises(UserError, match="the trained teacher's head does not fit"):
+        config.replace(head_init="trained")
+
+
+def test_a_deeper_student_trains_end_to_end_and_says_what_it_shares(tiny_idx_dir):
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    config = Config(
+        seeds=2,
+        hidden=(16,),
+        student_hidden=(16, 8, 16),
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=16,
+        noise_images=32,
+        probe_every=1,
+    )
+    results = run_experiment(config, dataset)
+    layers = results["student_layers"]
+    assert layers["teacher_sizes"] == [784, 16, 13]
+    assert layers["student_sizes"] == [784, 16, 8, 16, 13]
+    assert layers["teacher_layer"] == [0, None, None, 1]
+    assert layers["sources"]["student_aux"] == ["shared", "independent", "independent", "shared"]
+    assert layers["sources"]["cross_aux"] == ["independent"] * 4
+    # the shared-init student starts from the teacher's first layer and head on its own middle
+    # layers: not the reference's function, so its start is measured, not assumed
+    assert all(0 <= a <= 1 for a in results["start"]["accuracy"]["student_aux"])
+    assert all(0 <= a <= 1 for a in results["first_order"]["accuracy"]["student_aux"])
+    # probes compare the student's move with the teacher's on the paired layers only
+    cos_layers = results["alignment"]["student_aux"]["cos_layers"]  # [seeds][probes][layers]
+    assert all(row[1] is None and row[2] is None for seed in cos_layers for row in seed)
+    assert all(row[0] is not None for seed in cos_layers for row in seed)
+    json.dumps(results, allow_nan=False)  # strict JSON
