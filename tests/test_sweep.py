@@ -283,7 +283,7 @@ def _quick_study(name, tiny_idx_dir, out):
     return [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
 
 
-def test_study_student_arch_quick_shares_what_it_says(tiny_idx_dir, tmp_path):
+def test_study_student_arch_quick_shares_what_it_says(tiny_idx_dir, tmp_path, compiled_once):
     points = _quick_study("student-arch", tiny_idx_dir, tmp_path)
     assert len(points) == 4
     for point in points:
@@ -300,7 +300,7 @@ def test_study_student_arch_quick_shares_what_it_says(tiny_idx_dir, tmp_path):
         assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
 
 
-def test_study_perturb_quick_keeps_std_zero_the_shared_init(tiny_idx_dir, tmp_path):
+def test_study_perturb_quick_keeps_std_zero_the_shared_init(tiny_idx_dir, tmp_path, compiled_once):
     points = _quick_study("perturb", tiny_idx_dir, tmp_path)
     assert len(points) == 4
     zero = [p for p in points if p["config"]["perturb_std"] == 0]

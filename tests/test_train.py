@@ -190,18 +190,23 @@ def test_a_noise_pool_of_two_batches_is_all_a_student_ever_reads():
     params = _index(student, 0)
     optimizer = optax.adam(config.learning_rate)
     opt_state = optimizer.init(params)
+
+    @jax.jit  # one program for the replay's 8 steps (step by step, eager ops cost seconds)
+    def replay_step(params, opt_state, noise_key, batch):
+        inputs = noise_batch(noise_key, batch, batch_size=64, input_dim=784)
+        target = network.apply(_index(teacher, 0), inputs)
+
+        def loss(p):
+            return imitation_loss(network.apply(p, inputs), target, outputs="all", kind="mse")
+
+        updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
     for epoch_index in range(2):
         state = epoch(state, epoch_index, StudentShared(None, None))[0]
         order = pool_batch_order(state.order_key[0], epoch_index, 4, 2)
         for batch in np.asarray(order):
-            inputs = noise_batch(state.noise_key[0], batch, batch_size=64, input_dim=784)
-            target = network.apply(_index(teacher, 0), inputs)
-
-            def loss(p, inputs=inputs, target=target):
-                return imitation_loss(network.apply(p, inputs), target, outputs="all", kind="mse")
-
-            updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params, opt_state = replay_step(params, opt_state, state.noise_key[0], batch)
         for a, b in zip(
             jax.tree.leaves(_index(state.params["s"], 0)), jax.tree.leaves(params), strict=True
         ):
