@@ -35,7 +35,7 @@ from sublim_toy.config import (
 from sublim_toy.data import DATASETS
 from sublim_toy.distributed import Join, is_main_process, join
 from sublim_toy.errors import ConfigError, Interrupted, UserError
-from sublim_toy.sweep import STUDIES, STUDY_SEEDS
+from sublim_toy.sweep import FIGURE_STEMS, STUDIES, STUDY_SEEDS
 
 COMMAND_HELP = {
     "reproduce": "train the six models of Figure 10 for many seeds; results.json + figures",
@@ -69,9 +69,7 @@ THEOREM_FILES = (
     "alignment.pdf",
 )
 BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
-STUDY_FILES = tuple(
-    f"{stem}.{fmt}" for stem in ("study", "first_order", "weight_scale") for fmt in ("png", "pdf")
-)
+STUDY_FILES = tuple(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf"))
 # Config fields with a flag of their own (--teacher-epochs, ...); every field has --set.
 NAMED_FIELDS = (
     "seeds",
@@ -286,7 +284,9 @@ def _config_arguments(parser, set_metavar: str, **command_defaults) -> None:
         + f"fields: {', '.join(FIELDS)}",
     )
     parser.add_argument(
-        "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
+        "--quick",
+        action="store_true",
+        help=f"few-minute preset {QUICK} (a study: also its smaller grid); other flags override it",
     )
 
 
@@ -453,7 +453,7 @@ def study(args: argparse.Namespace) -> None:
     from sublim_toy.files import check_directory
     from sublim_toy.sweep import format_first_order, format_study, grid, locked, run_sweep
 
-    chosen = STUDIES[args.name]
+    chosen = STUDIES[args.name].preset(args.quick)
     base = config_from_args(args, seeds=STUDY_SEEDS)
     for field in set(chosen.fields) & set(args.given):
         values = ", ".join(map(str, dict(chosen.assignments)[field]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from pathlib import Path
 
@@ -176,32 +177,40 @@ def _point(results: list[dict], assignment: dict) -> dict | None:
     return None
 
 
+def _axes(study):
+    """(x field and values, the other fields, every combination of their values as a dict)."""
+    (x_field, x_values), *rest = study.assignments
+    fields = [field for field, _ in rest]
+    combinations = itertools.product(*(values for _, values in rest))
+    return (x_field, x_values), fields, [dict(zip(fields, c, strict=True)) for c in combinations]
+
+
+def _series_label(series: dict) -> str:
+    return ", ".join(f"{field}={value_label(value)}" for field, value in series.items())
+
+
 def study_figure(name: str, study, results: list[dict]) -> Figure:
     """Aux-only accuracy (shared init: filled, cross-model: open) at each point of a study.
 
-    The first swept field is the x axis; a second one, if any, gives one series per value.
+    The first swept field is the x axis; the others, if any, give one series per combination.
     """
-    (x_field, x_values), *rest = study.assignments
-    series_field, series_values = rest[0] if rest else (None, (None,))
+    (x_field, x_values), series_fields, all_series = _axes(study)
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
-    width = 0.8 / len(series_values)
+    width = 0.8 / len(all_series)
     colors = plt.get_cmap("tab10")
-    for s_index, series_value in enumerate(series_values):
-        offset = (s_index - (len(series_values) - 1) / 2) * width
+    for s_index, series in enumerate(all_series):
+        offset = (s_index - (len(all_series) - 1) / 2) * width
         color = colors(s_index)
         for student, filled in (("student_aux", True), ("cross_aux", False)):
             xs, rows = [], []
             for x_index, x_value in enumerate(x_values):
-                assignment = {x_field: x_value}
-                if series_field is not None:
-                    assignment[series_field] = series_value
-                point = _point(results, assignment)
+                point = _point(results, {x_field: x_value, **series})
                 if point is not None:
                     xs.append(x_index + offset)
                     rows.append(point["summary"][student])
             label = None
             if filled:
-                label = "shared init" if series_field is None else f"{series_field}={series_value}"
+                label = _series_label(series) if series_fields else "shared init"
             ax.errorbar(
                 xs,
                 _floats([row["mean"] for row in rows]),
@@ -309,8 +318,69 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
     return fig
 
 
+def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
+    """Does the linearisation become exact as the network widens? (study `width`)
+
+    Left: the aux-only student's measured accuracy (filled) and its first-order prediction
+    (open) against the first swept field; right: the paired gap predicted - measured with its
+    95 % t-CI. One series per combination of the other fields.
+    """
+    (x_field, x_values), series_fields, all_series = _axes(study)
+    summary = first_order_summary(results)
+    rows = {id(result): row for result, row in zip(results, summary["points"], strict=True)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    colors = plt.get_cmap("tab10")
+    for s_index, series in enumerate(all_series):
+        points = [_point(results, {x_field: x, **series}) for x in x_values]
+        xs = [i for i, point in enumerate(points) if point is not None]
+        found = [rows[id(point)] for point in points if point is not None]
+        label = _series_label(series) if series_fields else None
+        color = colors(s_index)
+        for key, filled in (("measured", True), ("predicted", False)):
+            stats = [row[key] for row in found]
+            left.errorbar(
+                xs,
+                _floats([row["mean"] for row in stats]),
+                yerr=_ci_whiskers(stats),
+                fmt="o-" if filled else "s:",
+                color=color,
+                mfc=color if filled else "white",
+                capsize=3,
+                label=label if filled else None,
+            )
+        gaps = [row["gap"] for row in found]
+        right.errorbar(
+            xs,
+            _floats([gap["mean"] for gap in gaps]),
+            yerr=_ci_whiskers(gaps),
+            fmt="o-",
+            color=color,
+            capsize=3,
+            label=label,
+        )
+    left.plot([], [], "s:", color="gray", mfc="white", label="first-order prediction (open)")
+    left.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    left.set_ylim(0, 1)
+    left.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
+    left.set_title("measured (filled) and predicted by the linearisation (open)", fontsize=10)
+    right.axhline(0, color="gray", lw=0.8)
+    right.set_ylabel("predicted - measured (paired over seeds)")
+    right.set_title("first-order gap: 0 where the linearisation is exact", fontsize=10)
+    for ax in (left, right):
+        ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
+        ax.set_xlabel(x_field)
+        ax.spines[["top", "right"]].set_visible(False)
+    left.legend(fontsize=7)
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    fig.suptitle(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    return fig
+
+
 # Figures drawn for one study only, beside study.png and first_order.png: name -> (stem, plot)
-STUDY_FIGURES = {"init": ("weight_scale", weight_scale_figure)}
+STUDY_FIGURES = {
+    "init": ("weight_scale", weight_scale_figure),
+    "width": ("first_order_gap", first_order_gap_figure),
+}
 
 
 def _dataset_label(results: dict) -> str:
