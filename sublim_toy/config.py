@@ -12,7 +12,8 @@ N_CLASSES = 10  # MNIST digits: outputs 0..9 are the regular logits.
 INIT_SCHEMES = ("normal", "lecun", "he", "torch")
 # Each init scheme's weight sd in units of 1/sqrt(d_in), at init_scale 1 (model.py draws them).
 WEIGHT_SD = {"normal": 1.0, "lecun": 1.0, "he": math.sqrt(2.0), "torch": 1 / math.sqrt(3.0)}
-ACTIVATIONS = ("relu", "tanh", "gelu")
+# "identity" makes a deep linear network: the closed-form toy (linear_toy.py) and its exercise
+ACTIVATIONS = ("relu", "tanh", "gelu", "identity")
 IMITATION_LOSSES = ("kl", "mse")
 TEACHER_LABELS = ("true", "shuffled")
 STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "shuffled_pixels")
@@ -42,7 +43,8 @@ class Config:
     # shared: the first layer if the first widths match, the head if the last ones do, every
     # layer only if all do (`experiment.shared_layers`, recorded in the results).
     student_hidden: tuple[int, ...] = ()
-    # Hidden nonlinearity (paper: ReLU). Others exist for the theorem's property tests.
+    # Hidden nonlinearity (paper: ReLU). Others exist for the theorem's property tests, and
+    # "identity" for the deep linear toy.
     activation: str = "relu"
     # Weight init. "normal" is N(0, 1/d_in) with zero biases, the authors' choice; the effect
     # size depends strongly on it (docs/pitfalls.md, pitfall 3), so it is never left to Flax's

@@ -22,7 +22,12 @@ from sublim_toy.config import N_CLASSES, Config, weight_sd
 
 Params = Any  # an nnx.State pytree of arrays
 
-ACTIVATION_FUNCTIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
+ACTIVATION_FUNCTIONS = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "identity": lambda x: x,  # a deep linear network (linear_toy.py)
+}
 
 
 def layer_index(path) -> int:
