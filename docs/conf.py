@@ -42,6 +42,7 @@ API_MODULES = [
     "results",
     "theorem",
     "theorem_report",
+    "linear_toy",
     "sweep",
     "stats",
     "plots",
