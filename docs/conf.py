@@ -36,6 +36,8 @@ API_MODULES = [
     "model",
     "losses",
     "train",
+    "updates",
+    "projection",
     "probes",
     "first_order",
     "experiment",

@@ -49,12 +49,16 @@ def record(
     first_order: dict,
     at_start: dict | None = None,
     diverged: dict | None = None,
+    updates: dict | None = None,
 ) -> dict:
     """The results record: config, per-seed accuracies, CIs, the paired test, provenance.
 
     `at_start` {student: per-seed test accuracy at step 0}: "start" then holds it with each
     student's gain over its own start (paired per seed), which differs from the gain over
     chance when a student starts from a trained head.
+
+    `updates` (`updates.updates_record`): what every student step did, summarised per seed,
+    and step by step every `log_every` steps; its non-finite values are recorded as null.
 
     `diverged` {model: [seed indices]} names the seeds on which a model's parameters are not
     all finite: their accuracies and first-order predictions are recorded as null, and so is
@@ -71,6 +75,7 @@ def record(
             "summary": {name: mean_ci(values) for name, values in first_order.items()},
         },
         "start": None if at_start is None else start_record(accuracies, at_start, diverged),
+        "updates": finite_or_none(updates),
     }
 
 
