@@ -35,7 +35,7 @@ from sublim_toy.config import (
 from sublim_toy.data import DATASETS
 from sublim_toy.distributed import Join, is_main_process, join
 from sublim_toy.errors import ConfigError, Interrupted, UserError
-from sublim_toy.sweep import STUDIES, STUDY_SEEDS
+from sublim_toy.sweep import FIGURE_STEMS, STUDIES, STUDY_SEEDS
 
 COMMAND_HELP = {
     "reproduce": "train the six models of Figure 10 for many seeds; results.json + figures",
@@ -69,9 +69,7 @@ THEOREM_FILES = (
     "alignment.pdf",
 )
 BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
-STUDY_FILES = tuple(
-    f"{stem}.{fmt}" for stem in ("study", "first_order", "weight_scale") for fmt in ("png", "pdf")
-)
+STUDY_FILES = tuple(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf"))
 # Config fields with a flag of their own (--teacher-epochs, ...); every field has --set.
 NAMED_FIELDS = (
     "seeds",
@@ -438,7 +436,7 @@ def sweep(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     run_sweep(
         base,
-        assignments,
+        [assignments],
         args.out,
         dataset,
         progress=not args.no_progress,
@@ -451,17 +449,24 @@ def sweep(args: argparse.Namespace) -> None:
 def study(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
     from sublim_toy.files import check_directory
-    from sublim_toy.sweep import format_first_order, format_study, grid, locked, run_sweep
+    from sublim_toy.sweep import (
+        format_first_order,
+        format_study,
+        format_updates,
+        locked,
+        run_sweep,
+        union_grid,
+    )
 
-    chosen = STUDIES[args.name]
+    chosen = STUDIES[args.name].preset(quick=args.quick)
     base = config_from_args(args, seeds=STUDY_SEEDS)
     for field in set(chosen.fields) & set(args.given):
-        values = ", ".join(map(str, dict(chosen.assignments)[field]))
+        values = ", ".join(map(str, chosen.values(field)))
         raise UserError(
             f"{args.given[field][0]}: study {args.name} sweeps {field} itself ({values}); "
             "`sublim-toy sweep` runs other grids"
         )
-    grid(base, list(chosen.assignments))  # every point valid before anything runs
+    union_grid(base, chosen.parts)  # every point valid before anything runs
     suffix = "" if args.dataset == "mnist" else f"-{args.dataset}"
     out = args.out or Path(f"results/study-{args.name}{suffix}")
     check_directory(out, "--out")
@@ -471,7 +476,7 @@ def study(args: argparse.Namespace) -> None:
     with locked(out) if writer else contextlib.nullcontext():
         results = run_sweep(
             base,
-            list(chosen.assignments),
+            chosen.parts,
             out,
             dataset,
             progress=not args.no_progress,
@@ -482,6 +487,9 @@ def study(args: argparse.Namespace) -> None:
             return
         print(format_study(chosen, results))
         print(format_first_order(chosen, results))
+        updates = format_updates(chosen, results)
+        if updates:
+            print(updates)
         try:
             figures = _study_figures(args.name, chosen, results, out)
         except KeyboardInterrupt:

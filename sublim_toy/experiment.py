@@ -293,6 +293,7 @@ def student_state(config: Config, keys, starts, teacher_logits, teacher_move) ->
     projection removes (`projection.fixed_directions`)."""
     frozen = frozen_layers(config)
     probing = bool(config.probe_every)
+    removed = None if teacher_move is None else fixed_directions(config, keys, teacher_move)
     return StudentState(
         params=starts,
         opt_state={
@@ -304,9 +305,7 @@ def student_state(config: Config, keys, starts, teacher_logits, teacher_move) ->
         order_key=stream(keys, Stream.NOISE_ORDER),
         starts=starts if probing else None,
         teacher_move=teacher_move,
-        removed_direction=None if teacher_move is None else (
-            fixed_directions(config, keys, teacher_move)
-        ),
+        removed_direction=removed,
     )
 
 

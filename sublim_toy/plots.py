@@ -179,26 +179,74 @@ def _point(results: list[dict], assignment: dict) -> dict | None:
 def study_figure(name: str, study, results: list[dict]) -> Figure:
     """Aux-only accuracy (shared init: filled, cross-model: open) at each point of a study.
 
-    The first swept field is the x axis; a second one, if any, gives one series per value.
+    The first swept field (with more than one value) is the x axis; a second one, if any,
+    gives one series per value. A union of parts (`sweep.Study.union`) gets one panel per
+    part, and beneath it the cosine of the aux-only student's displacement with the teacher's
+    at the end of the run.
     """
-    (x_field, x_values), *rest = study.assignments
-    series_field, series_values = rest[0] if rest else (None, (None,))
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    title = f"study {name}: {n_seeds} seeds per point, 95 % t-CI"
+    if len(study.parts) > 1:
+        return _parts_figure(study, results, title)
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    _study_panel(ax, results, study.parts[0], "accuracy")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _parts_figure(study, results: list[dict], title: str) -> Figure:
+    """One column per part: accuracy on top, the aux-only student's final cosine beneath."""
+    columns = len(study.parts)
+    fig, axes = plt.subplots(
+        2, columns, figsize=(3.4 * columns, 6.4), layout="constrained", squeeze=False
+    )
+    for column, part in enumerate(study.parts):
+        fixed = ", ".join(f"{f}={value_label(v[0])}" for f, v in part if len(v) == 1)
+        _study_panel(axes[0, column], results, part, "accuracy")
+        _study_panel(axes[1, column], results, part, "cos_end")
+        axes[0, column].set_title(fixed, fontsize=7)
+        if column:
+            for ax in axes[:, column]:
+                ax.set_ylabel("")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _study_panel(ax, results: list[dict], part, metric: str) -> None:
+    """One product of assignments on one axis: x the first field with several values, series
+    the second. metric "accuracy": aux-only accuracy, shared init filled and cross-model open;
+    "cos_end": cos(theta_S - theta_S(0), theta_T - theta_T(0)) of the aux-only student."""
+    fixed = {field: values[0] for field, values in part if len(values) == 1}
+    # the x axis: the first field with several values (else the part's last field)
+    varied = [(field, values) for field, values in part if len(values) > 1] or [part[-1]]
+    (x_field, x_values), *rest = varied
+    series_field, series_values = rest[0] if rest else (None, (None,))
+    students = (
+        (("student_aux", True), ("cross_aux", False))
+        if metric == "accuracy"
+        else (("student_aux", True),)
+    )
     width = 0.8 / len(series_values)
     colors = plt.get_cmap("tab10")
     for s_index, series_value in enumerate(series_values):
         offset = (s_index - (len(series_values) - 1) / 2) * width
         color = colors(s_index)
-        for student, filled in (("student_aux", True), ("cross_aux", False)):
+        for student, filled in students:
             xs, rows = [], []
             for x_index, x_value in enumerate(x_values):
-                assignment = {x_field: x_value}
+                assignment = {**fixed, x_field: x_value}
                 if series_field is not None:
                     assignment[series_field] = series_value
                 point = _point(results, assignment)
-                if point is not None:
-                    xs.append(x_index + offset)
+                if point is None:
+                    continue
+                if metric == "accuracy":
                     rows.append(point["summary"][student])
+                elif point.get("updates"):
+                    rows.append(mean_ci(point["updates"][student]["cos_end"]))
+                else:
+                    continue
+                xs.append(x_index + offset)
             label = None
             if filled:
                 label = "shared init" if series_field is None else f"{series_field}={series_value}"
@@ -213,17 +261,18 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
                 capsize=3,
                 label=label,
             )
-    ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
-    ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
-    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
+    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values], fontsize=8)
     ax.set_xlabel(x_field)
-    ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
-    n_seeds = results[0]["summary"]["student_aux"]["n"]
-    ax.set_title(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    if metric == "accuracy":
+        ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
+        ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+        ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
+        ax.set_ylim(0, 1)
+    else:
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_ylabel("cos(student move, teacher move) at the end")
+    ax.legend(fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    return fig
 
 
 def first_order_figure(name: str, study, results: list[dict]) -> Figure:
@@ -249,13 +298,14 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
             )
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", zorder=1)
     ax.scatter([], [], s=14, color="white", edgecolors="gray", label="cross-model (open)")
-    r = first_order_summary(results)["pooled_r"]
-    r_text = "r undefined"
-    if r["r"] is not None:
-        r_text = f"r = {r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    summary = first_order_summary(results)
+    within, pooled = summary["mean_within_r"], summary["pooled_r"]
     ax.set_title(
-        f"study {name}: first-order prediction, aux-only students ({r_text}, n = {r['n']})",
-        fontsize=9,
+        f"study {name}: first-order prediction, aux-only students\n"
+        f"mean within-point r {_r_label(within)} over {within['points']} points; pooled "
+        f"{_r_label(pooled)} over {pooled['n']} seed-points (CIs: bootstrap over "
+        f"{pooled['seeds']} seeds)",
+        fontsize=8,
     )
     label = _dataset_label(results[0])
     ax.set_xlabel(f"measured {label} test accuracy")
@@ -263,9 +313,23 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
-    ax.legend(fontsize=7, title=", ".join(f for f, _ in study.assignments), title_fontsize=7)
+    ax.legend(
+        fontsize=6,
+        title=", ".join(study.varied_fields),
+        title_fontsize=6,
+        ncol=1 + len(results) // 12,
+    )
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def _r_label(r: dict) -> str:
+    """'0.52 [0.21, 0.70]', or without a CI, or 'undefined'."""
+    if r["r"] is None:
+        return "undefined"
+    if r["ci_low"] is None:
+        return f"{r['r']:.2f}"
+    return f"{r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
 
 def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
@@ -309,8 +373,93 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
     return fig
 
 
+PROJECTION_COLORS = {
+    "none": "#2c3e50",
+    "teacher_move": "#c0392b",
+    "teacher_gradient": "#e67e22",
+    "random": "#27ae60",
+}
+
+
+def causal_figure(name: str, study, results: list[dict]) -> Figure:
+    """The causal test (projection.py), one colour per `project_out`: the aux-only student's
+    imitation loss at every step (mean over seeds, 95 % t-band; log scale), its test accuracy
+    (mean, CI and seeds; the cross-model student in grey), cos(update, theta_T - theta_T(0))
+    at every step with the fraction of steps where it is positive, and the fraction of each
+    update's norm the projection removed. Needs the step log (`Config.log_every`)."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.9), layout="constrained")
+    loss_ax, accuracy_ax, cos_ax, removed_ax = axes
+    student = "student_aux"
+    for index, result in enumerate(results):
+        variant = result["config"]["project_out"]
+        color = PROJECTION_COLORS.get(variant, f"C{index}")
+        updates = result["updates"]
+        steps = np.asarray(updates["steps"])
+        per_seed = updates[student]
+        if steps.size:
+            _mean_band(loss_ax, steps, _floats(per_seed["loss"]), color, variant)
+            fraction = np.nanmean(_floats(per_seed["cos_positive_fraction"]))
+            _mean_band(
+                cos_ax,
+                steps,
+                _floats(per_seed["cos"]),
+                color,
+                f"{variant}: cos > 0 on {fraction:.0%} of steps",
+            )
+            _mean_band(removed_ax, steps, _floats(per_seed["removed"]), color, variant)
+        for offset, model, alpha in ((-0.15, student, 1.0), (0.15, "cross_aux", 0.35)):
+            row = result["summary"][model]
+            accuracy_ax.errorbar(
+                [index + offset],
+                _floats([row["mean"]]),
+                yerr=_ci_whiskers([row]),
+                fmt="o" if model == student else "s",
+                color=color if model == student else "gray",
+                mfc=color if model == student else "white",
+                capsize=3,
+            )
+            seeds = _floats(result["accuracy"][model])
+            accuracy_ax.scatter(
+                np.full(seeds.size, index + offset),
+                seeds,
+                s=8,
+                color="black",
+                alpha=alpha * 0.5,
+                lw=0,
+                zorder=3,
+            )
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("aux-only student: imitation loss per step", fontsize=10)
+    loss_ax.set_ylabel(
+        "KL on the aux logits"
+        if results[0]["config"]["imitation_loss"] == "kl"
+        else "imitation loss"
+    )
+    accuracy_ax.set_xticks(
+        range(len(results)), [r["config"]["project_out"] for r in results], fontsize=8
+    )
+    accuracy_ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    accuracy_ax.set_ylim(0, 1)
+    accuracy_ax.set_title("test accuracy (filled: aux-only, open: cross-model)", fontsize=10)
+    accuracy_ax.set_xlabel("project_out")
+    cos_ax.axhline(0, color="gray", lw=0.8)
+    cos_ax.set_title("cos(update, teacher move) per step", fontsize=10)
+    removed_ax.set_title("|cos(update, removed direction)|", fontsize=10)
+    for ax in (loss_ax, cos_ax, removed_ax):
+        ax.set_xlabel("student step")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    n_seeds = results[0]["summary"][student]["n"]
+    fig.suptitle(f"study {name}: {n_seeds} seeds per variant", fontsize=10)
+    return fig
+
+
 # Figures drawn for one study only, beside study.png and first_order.png: name -> (stem, plot)
-STUDY_FIGURES = {"init": ("weight_scale", weight_scale_figure)}
+STUDY_FIGURES = {
+    "init": ("weight_scale", weight_scale_figure),
+    "causal": ("causal", causal_figure),
+}
 
 
 def _dataset_label(results: dict) -> str:
