@@ -83,7 +83,7 @@ def experiment_flops(config: Config, n_train: int, n_test: int, input_dim: int =
         "student_steps": len(STUDENTS) * student_steps * batch * step_flops(sizes),
         # once per input batch, not per epoch: `train.make_teacher_targets`
         "teacher_forwards_on_noise": (
-            config.seeds * config.noise_steps * batch * forward_flops(sizes)
+            config.seeds * config.pool_batches * batch * forward_flops(sizes)
             if config.student_epochs
             else 0
         ),

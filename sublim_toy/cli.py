@@ -284,7 +284,9 @@ def _config_arguments(parser, set_metavar: str, **command_defaults) -> None:
         + f"fields: {', '.join(FIELDS)}",
     )
     parser.add_argument(
-        "--quick", action="store_true", help=f"few-minute preset {QUICK}; other flags override it"
+        "--quick",
+        action="store_true",
+        help=f"few-minute preset {QUICK} (a study: also its smaller grid); other flags override it",
     )
 
 

@@ -22,6 +22,7 @@ FREEZE = ("none", "hidden", "head")
 STUDENT_OPTIMIZERS = ("adam", "sgd")
 WEIGHT_DECAY_MODES = ("decoupled", "coupled")
 PROJECT_OUT = ("none", "teacher_move", "teacher_gradient", "random")
+PERTURB = ("none", "head", "hidden", "all")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Config:
     aux: int = 3
     # Hidden layer widths (paper: 784 -> 256 -> 256 -> 10 + m).
     hidden: tuple[int, ...] = (256, 256)
+    # The students' hidden widths (empty: the teacher's). Another architecture trains through
+    # the same code; its shared-init students share with the teacher's init what can be
+    # shared: the first layer if the first widths match, the head if the last ones do, every
+    # layer only if all do (`experiment.shared_layers`, recorded in the results).
+    student_hidden: tuple[int, ...] = ()
     # Hidden nonlinearity (paper: ReLU). Others exist for the theorem's property tests.
     activation: str = "relu"
     # Weight init. "normal" is N(0, 1/d_in) with zero biases, the authors' choice; the effect
@@ -55,6 +61,12 @@ class Config:
     # Noise images per student epoch, the same images every epoch (authors: one fixed set of
     # 60 000 per model). Drawn from keys per batch, never materialised as a whole.
     noise_images: int = 60_000
+    # The noise budget, apart from the steps per epoch: the students' batches come from a pool
+    # of noise_pool // batch_size fixed batches, visited pass after pass (each pass in a new
+    # order) for the same student_epochs x noise_steps steps. 0: one epoch's batches (the
+    # paper's fixed set, reused every epoch). A pool as large as the whole run is fresh noise:
+    # no batch is ever seen twice (a larger one is the same run: the run sees no more).
+    noise_pool: int = 0
     # Imitation loss: "kl" = KL(softmax(teacher) || softmax(student)) as in the paper, or
     # "mse" = squared error on the logits.
     imitation_loss: str = "kl"
@@ -78,6 +90,15 @@ class Config:
     # cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the paper's shared init, 90 an independent
     # init like the cross-model students'.
     init_angle: float = 0.0
+    # Gaussian noise added to the shared-init students' start, to ask how exactly they must
+    # share the teacher's init and whether the head or the hidden layers are the more sensitive:
+    # on the output layer ("head"), every hidden layer ("hidden") or both ("all"). Each
+    # parameter gets noise of sd perturb_std x the sd of its own init draw (1.0: noise as large
+    # as the init; biases initialised to zero stay zero). Unlike init_angle, which keeps the
+    # variance, the noise grows it by 1 + perturb_std**2. The cross-model students stay
+    # unperturbed: they are the control.
+    perturb: str = "none"
+    perturb_std: float = 0.0
     # Where the shared-init students' layers start:
     # the hidden layers from the teacher's init ("shared", at init_angle) or an independent one;
     # the output layer from the teacher's init, an independent one, or the trained teacher's
@@ -125,6 +146,11 @@ class Config:
         _check_int("aux", self.aux, minimum=1)
         if not self.hidden or not all(_is_int(width) and width >= 1 for width in self.hidden):
             raise ConfigError("the MLP needs one or more hidden widths >= 1", hidden=self.hidden)
+        if not all(_is_int(width) and width >= 1 for width in self.student_hidden):
+            raise ConfigError(
+                "the students' hidden widths must be integers >= 1 (empty: the teacher's)",
+                student_hidden=self.student_hidden,
+            )
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("init", self.init, INIT_SCHEMES)
         _check_int("teacher_epochs", self.teacher_epochs, minimum=0)
@@ -141,6 +167,13 @@ class Config:
                 f"({batch_field} <= noise_images)",
                 **{batch_field: self.student_batch, "noise_images": self.noise_images},
             )
+        _check_int("noise_pool", self.noise_pool, minimum=0)
+        if 0 < self.noise_pool < self.student_batch:
+            raise ConfigError(
+                f"a pool needs at least one full batch of noise images ({batch_field} <= "
+                "noise_pool; 0 is one epoch's noise_images)",
+                **{"noise_pool": self.noise_pool, batch_field: self.student_batch},
+            )
         _check_choice("imitation_loss", self.imitation_loss, IMITATION_LOSSES)
         _check_int("probe_every", self.probe_every, minimum=0)
         _check_positive("init_scale", self.init_scale)
@@ -155,6 +188,15 @@ class Config:
             )
         if not (_is_number(self.init_angle) and 0 <= self.init_angle <= 90):
             raise ConfigError("must be a number of degrees in [0, 90]", init_angle=self.init_angle)
+        _check_choice("perturb", self.perturb, PERTURB)
+        if not (_is_number(self.perturb_std) and self.perturb_std >= 0):
+            raise ConfigError("must be a finite number >= 0", perturb_std=self.perturb_std)
+        if self.perturb == "none" and self.perturb_std != 0:
+            raise ConfigError(
+                "noise needs layers to go to: perturb=head, hidden or all",
+                perturb_std=self.perturb_std,
+                perturb=self.perturb,
+            )
         _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
         _check_choice("head_init", self.head_init, HEAD_INITS)
         _check_choice("freeze", self.freeze, FREEZE)
@@ -168,6 +210,13 @@ class Config:
                 freeze=self.freeze,
             )
         _check_int("log_every", self.log_every, minimum=0)
+        if self.head_init == "trained" and self.student_widths[-1] != self.hidden[-1]:
+            raise ConfigError(
+                "the trained teacher's head does not fit the students' last hidden layer",
+                head_init=self.head_init,
+                student_hidden=self.student_hidden,
+                hidden=self.hidden,
+            )
         if self.imitation_loss == "kl" and self.aux == 1:
             # softmax of a single logit is constant: the aux-only KL has zero gradient
             # (docs/pitfalls.md, pitfall 4), so such a student could never learn anything.
@@ -212,9 +261,23 @@ class Config:
         return N_CLASSES + self.aux
 
     @property
+    def student_widths(self) -> tuple[int, ...]:
+        """The students' hidden widths: `student_hidden`, or the teacher's."""
+        return tuple(self.student_hidden) or tuple(self.hidden)
+
+    @property
     def noise_steps(self) -> int:
         """Student steps per epoch; a partial last batch is dropped, as for the teacher."""
         return self.noise_images // self.student_batch
+
+    @property
+    def pool_batches(self) -> int:
+        """Distinct student input batches (`noise_pool`): at most one per step of the run, as
+        a larger pool is never seen beyond that (at least one, so a run of 0 epochs is valid)."""
+        if not self.noise_pool:
+            return self.noise_steps
+        run_steps = self.student_epochs * self.noise_steps
+        return max(1, min(self.noise_pool // self.student_batch, run_steps))
 
     def replace(self, **changes) -> Config:
         """A copy with some fields changed, validated again."""
@@ -263,8 +326,8 @@ def parse_value(field: str, text: str):
         default = OPTIONAL_TYPES[field]()
     kinds = {tuple: "widths like 256x256", list: "widths like 256x256", int: "an integer"}
     try:
-        if isinstance(default, tuple | list):
-            return tuple(int(width) for width in text.split("x"))
+        if isinstance(default, tuple | list):  # "" is no widths (student_hidden's default)
+            return tuple(int(width) for width in text.split("x")) if text else ()
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):

@@ -22,7 +22,7 @@ from sublim_toy.data import Dataset
 from sublim_toy.errors import ConfigError
 from sublim_toy.first_order import make_first_order_evaluate
 from sublim_toy.keys import Stream, seed_keys, stream
-from sublim_toy.model import Network, layer_index, network_for
+from sublim_toy.model import Network, init_sd, layer_index, network_for, student_network_for
 from sublim_toy.probes import alignment_record, probe_images
 from sublim_toy.projection import fixed_directions, gradient_digits, projected_students
 from sublim_toy.results import MODELS, STUDENT_OUTPUTS, STUDENTS, record
@@ -79,9 +79,10 @@ def run_experiment(
         )
     started = time.perf_counter()
     network = network_for(config, input_dim=dataset.input_dim)
+    student_network = student_network_for(config, input_dim=dataset.input_dim)
     mesh = seed_mesh()
     keys = seed_keys(config.seed, padded_seed_count(config.seeds), over_seeds(mesh))
-    inits = initial_params(network, keys)
+    inits = initial_params(network, keys, student_network)
     train_images = replicate(dataset.train_images, mesh)
     bar = EpochBar(config, enabled=progress)
 
@@ -96,15 +97,21 @@ def run_experiment(
     teacher_params = teacher.state.params
 
     # Students: four per seed, all imitating that seed's teacher on the same noise.
-    starts = student_inits(inits, config, teacher_params)
+    starts = perturbed_starts(student_inits(inits, config, teacher_params), config, keys)
     noise_keys = stream(keys, Stream.NOISE)
     targets = timed_call(
         make_teacher_targets(network, config), teacher_params, noise_keys, train_images
     )
-    teacher_move = jax.tree.map(jnp.subtract, teacher_params, inits["shared"])
+    teacher_move = teacher_move_for_students(
+        config, jax.tree.map(jnp.subtract, teacher_params, inits["shared"]), inits["independent"]
+    )
     students = run_phase(
         make_student_epoch(
-            network, config, STUDENT_OUTPUTS, frozen_layers(config), projected_students(config)
+            student_network,
+            config,
+            STUDENT_OUTPUTS,
+            frozen_layers(config),
+            projected_students(config),
         ),
         student_state(config, keys, starts, targets.value, teacher_move),
         StudentShared(
@@ -120,7 +127,7 @@ def run_experiment(
     # Test accuracy of all six models, and each student's first-order prediction.
     final = {"reference": inits["shared"], "teacher": teacher_params, **students.state.params}
     accuracies, at_start, first_order, evaluation = evaluate(
-        network, final, starts, dataset, mesh, config.seeds
+        network, final, starts, dataset, mesh, config.seeds, student_network
     )
     probes = (
         [to_host(m["probes"], config.seeds) for m in students.metrics] if config.probe_every else []
@@ -130,7 +137,7 @@ def run_experiment(
         for name in STUDENTS
     }
     steps = [to_host(m["steps"], config.seeds) for m in students.metrics]
-    return record(
+    results = record(
         config,
         dataset,
         accuracies,
@@ -142,6 +149,19 @@ def run_experiment(
         diverged=diverged_seeds(final, config.seeds),
         updates=updates_record(config, steps, cos_end, STUDENTS),
     )
+    return {**results, "student_layers": student_layers_record(config, network, student_network)}
+
+
+def student_layers_record(config: Config, network: Network, student_network: Network) -> dict:
+    """What the results say about the students' layers: both architectures, which teacher layer
+    each student layer is paired with (null: none), and where each student's layers start."""
+    pairs = shared_layers(config)
+    return {
+        "teacher_sizes": list(network.sizes),
+        "student_sizes": list(student_network.sizes),
+        "teacher_layer": [pairs.get(layer) for layer in range(len(student_network.sizes) - 1)],
+        "sources": layer_sources(config),
+    }
 
 
 def diverged_seeds(final: dict, seeds: int) -> dict[str, list[int]]:
@@ -206,14 +226,57 @@ def wall_time(started: float, teacher, targets, students, evaluation: dict) -> d
     }
 
 
-def initial_params(network: Network, keys) -> dict:
-    """{"shared": the reference init, "independent": the cross-model init}, stacked over seeds."""
-    # Laid out like the keys explicitly: the zero biases depend on no key, so propagation alone
-    # would leave them unsharded beside sharded kernels.
-    init = jax.jit(jax.vmap(network.init), out_shardings=keys.sharding)
+def initial_params(network: Network, keys, student_network: Network | None = None) -> dict:
+    """{"shared": the reference init, "independent": the cross-model init}, stacked over seeds;
+    the independent init has the students' architecture (`student_network`, default the
+    teacher's)."""
+    student_network = student_network or network
     return {
-        "shared": init(stream(keys, Stream.REFERENCE_INIT)),
-        "independent": init(stream(keys, Stream.INDEPENDENT_INIT)),
+        "shared": _batched_init(network, keys.sharding)(stream(keys, Stream.REFERENCE_INIT)),
+        "independent": _batched_init(student_network, keys.sharding)(
+            stream(keys, Stream.INDEPENDENT_INIT)
+        ),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _batched_init(network: Network, sharding):
+    """One architecture's init, vmapped over seeds and compiled once per process (compiling it
+    costs seconds on a CPU, and every point of a study draws two inits). Laid out like the
+    keys explicitly: the zero biases depend on no key, so propagation alone would leave them
+    unsharded beside sharded kernels."""
+    return jax.jit(jax.vmap(network.init), out_shardings=sharding)
+
+
+def shared_layers(config: Config) -> dict[int, int]:
+    """{student layer: teacher layer} for the layers whose init a shared-init student can take
+    from the teacher's: every layer when the students have the teacher's widths; else the first
+    layer when the first widths match and the head when the last ones do (the layers between
+    have no counterpart of the same place and shape)."""
+    student, teacher = config.student_widths, tuple(config.hidden)
+    if student == teacher:
+        return {layer: layer for layer in range(len(teacher) + 1)}
+    pairs = {}
+    if student[0] == teacher[0]:
+        pairs[0] = 0
+    if student[-1] == teacher[-1]:
+        pairs[len(student)] = len(teacher)
+    return pairs
+
+
+def layer_sources(config: Config) -> dict[str, list[str]]:
+    """Where each layer of each student starts: "shared" (the teacher's init, at init_angle),
+    "independent" (the cross-model init) or "trained" (the trained teacher's head). The
+    shared-init students follow `hidden_init` and `head_init` where `shared_layers` allows and
+    start independent elsewhere; the cross-model students start independent throughout.
+    Recorded with the results (`student_layers`), before any perturbation."""
+    pairs = shared_layers(config)
+    hidden = len(config.student_widths)
+    wanted = [config.hidden_init] * hidden + [config.head_init]
+    shared = [source if layer in pairs else "independent" for layer, source in enumerate(wanted)]
+    return {
+        name: shared if source == "shared" else ["independent"] * (hidden + 1)
+        for name, (source, _) in STUDENTS.items()
     }
 
 
@@ -223,44 +286,104 @@ def student_inits(inits: dict, config: Config, teacher_params=None) -> dict:
     The shared-init students start from the teacher's init theta_T0, or with an angle phi
     (degrees) from cos(phi) theta_T0 + sin(phi) theta_indep: 0 is the teacher's init itself, 90
     the cross-model students' init itself, and for inits of equal variance every angle keeps it.
-    Layer by layer, `config.hidden_init` and `config.head_init` may instead take a hidden layer
-    or the output layer from the independent init, or the output layer from the trained teacher
-    (`teacher_params`). The cross-model students start from the independent init throughout.
+    Layer by layer (`layer_sources`), `config.hidden_init` and `config.head_init` may instead
+    take a hidden layer or the output layer from the independent init, or the output layer from
+    the trained teacher (`teacher_params`); with another architecture (`Config.student_hidden`)
+    only the layers `shared_layers` pairs with the teacher's come from it. The cross-model
+    students start from the independent init throughout.
     """
-    shared = inits["shared"]
-    if config.init_angle == 90:
-        shared = inits["independent"]
-    elif config.init_angle != 0:
-        phi = np.deg2rad(config.init_angle)
-        shared = jax.tree.map(
-            lambda teacher_init, other: np.cos(phi) * teacher_init + np.sin(phi) * other,
-            inits["shared"],
-            inits["independent"],
-        )
-    layer_sources = [config.hidden_init] * len(config.hidden) + [config.head_init]
-    if config.head_init == "trained" and teacher_params is None:
+    sources = layer_sources(config)
+    shared_sources = next(sources[name] for name, (src, _) in STUDENTS.items() if src == "shared")
+    if "trained" in shared_sources and teacher_params is None:
         raise ValueError("head_init='trained' needs the trained teacher's parameters")
-    if set(layer_sources) != {"shared"}:
+    pairs = shared_layers(config)
+    teacher = {"shared": _leaves(inits["shared"]), "trained": _leaves(teacher_params)}
+    phi = np.deg2rad(config.init_angle)
 
-        def pick(path, shared_leaf, independent_leaf, trained_leaf):
-            source = layer_sources[layer_index(path)]
-            return {"shared": shared_leaf, "independent": independent_leaf}.get(
-                source, trained_leaf
-            )
+    def pick(path, independent):
+        layer, name = layer_index(path), path[2].key
+        source = shared_sources[layer]
+        if source == "independent":
+            return independent
+        teacher_leaf = teacher[source][pairs[layer], name]
+        if source == "trained" or config.init_angle == 0:
+            return teacher_leaf
+        if config.init_angle == 90:
+            return independent
+        return np.cos(phi) * teacher_leaf + np.sin(phi) * independent
 
-        trained = teacher_params if teacher_params is not None else shared
-        shared = jax.tree_util.tree_map_with_path(pick, shared, inits["independent"], trained)
+    shared = jax.tree_util.tree_map_with_path(pick, inits["independent"])
     by_source = {"shared": shared, "independent": inits["independent"]}
     return {name: by_source[source] for name, (source, _) in STUDENTS.items()}
 
 
+def _leaves(params) -> dict[tuple[int, str], jax.Array]:
+    """{(layer, "kernel" | "bias"): leaf} of a parameter tree ({} for None)."""
+    if params is None:
+        return {}
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    return {(layer_index(path), path[2].key): leaf for path, leaf in flat}
+
+
+def teacher_move_for_students(config: Config, teacher_move, student_start):
+    """The teacher's move theta_T - theta_T(0) laid out like a student (for the probes): each
+    student layer paired with a teacher layer (`shared_layers`) holds that layer's move, the
+    others zeros (their cosine with the teacher's move is then undefined, and recorded as such).
+    With the teacher's widths it is the teacher's move itself."""
+    if config.student_widths == tuple(config.hidden):
+        return teacher_move
+    pairs, moves = shared_layers(config), _leaves(teacher_move)
+
+    def pick(path, leaf):
+        layer = layer_index(path)
+        if layer not in pairs:
+            return jnp.zeros_like(leaf)
+        return moves[pairs[layer], path[2].key]
+
+    return jax.tree_util.tree_map_with_path(pick, student_start)
+
+
+def perturbed_starts(starts: dict, config: Config, keys) -> dict:
+    """The students' starts with `Config.perturb`'s Gaussian noise added to the shared-init
+    students' named layers (the cross-model students keep their independent init: the control).
+
+    Each parameter of a perturbed layer gets N(0, (perturb_std x sd of its own init draw)^2)
+    (`model.init_sd`), drawn per seed from its own stream (`Stream.PERTURBATION`, one key per
+    layer and leaf); std 0 is the unperturbed start itself, array for array.
+    """
+    if config.perturb == "none" or config.perturb_std == 0:
+        return starts
+    shared = [name for name, (source, _) in STUDENTS.items() if source == "shared"]
+    start = starts[shared[0]]  # the shared-init students share one start
+    head = len(start["layers"]) - 1
+    layers = {"head": {head}, "hidden": set(range(head)), "all": set(range(head + 1))}
+    perturbed = layers[config.perturb]
+    fan_in = {i: start["layers"][i]["kernel"][...].shape[-2] for i in range(head + 1)}
+    perturb_keys = stream(keys, Stream.PERTURBATION)
+
+    def add_noise(path, leaf):
+        layer, name = layer_index(path), path[2].key
+        if layer not in perturbed:
+            return leaf
+        sd = config.perturb_std * init_sd(config.init, fan_in[layer], config.init_scale)[name]
+        if sd == 0:  # a zero-initialised bias
+            return leaf
+
+        def draw(key):  # one seed's noise, keyed by (layer, leaf)
+            leaf_key = jax.random.fold_in(key, 2 * layer + (name == "bias"))
+            return jax.random.normal(leaf_key, leaf.shape[1:], leaf.dtype)
+
+        noise = jax.vmap(draw)(perturb_keys)
+        return leaf + sd * noise
+
+    noisy = jax.tree_util.tree_map_with_path(add_noise, start)
+    return {name: noisy if name in shared else params for name, params in starts.items()}
+
+
 def frozen_layers(config: Config) -> dict[str, tuple[int, ...]]:
     """The layer indices each student never updates: `config.freeze`, shared-init students only."""
-    layers = {
-        "none": (),
-        "hidden": tuple(range(len(config.hidden))),
-        "head": (len(config.hidden),),
-    }[config.freeze]
+    hidden = len(config.student_widths)
+    layers = {"none": (), "hidden": tuple(range(hidden)), "head": (hidden,)}[config.freeze]
     return {name: layers if source == "shared" else () for name, (source, _) in STUDENTS.items()}
 
 
@@ -309,17 +432,33 @@ def student_state(config: Config, keys, starts, teacher_logits, teacher_move) ->
     )
 
 
-def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh, seeds: int):
+def evaluate(
+    network: Network,
+    final: dict,
+    starts: dict,
+    dataset: Dataset,
+    mesh,
+    seeds: int,
+    student_network: Network | None = None,
+):
     """Test accuracy of every model, of every student at step 0, and the first-order prediction
-    of every student, per seed; one compiled program each for all models."""
+    of every student, per seed; one compiled program each for all models of an architecture
+    (the students' `student_network`, default the teacher's)."""
     test_images = replicate(dataset.test_images, mesh)
     test_labels = replicate(dataset.test_labels, mesh)
     student = next(iter(STUDENTS))
+    student_network = student_network or network
     accuracy, accuracy_compile_s = compile_ahead(
         make_evaluate(network), final["reference"], test_images, test_labels
     )
+    student_accuracy = accuracy
+    if student_network != network:
+        student_accuracy, student_compile_s = compile_ahead(
+            make_evaluate(student_network), final[student], test_images, test_labels
+        )
+        accuracy_compile_s += student_compile_s
     predicted, predicted_compile_s = compile_ahead(
-        make_first_order_evaluate(network),
+        make_first_order_evaluate(student_network),
         starts[student],
         final[student],
         test_images,
@@ -327,13 +466,18 @@ def evaluate(network: Network, final: dict, starts: dict, dataset: Dataset, mesh
     )
     started = time.perf_counter()
     accuracies = {
-        name: to_host(accuracy(final[name], test_images, test_labels), seeds).tolist()
+        name: to_host(
+            (student_accuracy if name in STUDENTS else accuracy)(
+                final[name], test_images, test_labels
+            ),
+            seeds,
+        ).tolist()
         for name in MODELS
     }
     # a student's start can already classify (head_init=trained): gains are also measured
     # from there, not only from chance
     at_start = {
-        name: to_host(accuracy(starts[name], test_images, test_labels), seeds).tolist()
+        name: to_host(student_accuracy(starts[name], test_images, test_labels), seeds).tolist()
         for name in STUDENTS
     }
     first_order = {

@@ -3,7 +3,8 @@
 The students' inputs are never materialised as a set: batch b of a seed is a pure function of
 (that seed's input key, b), drawn inside the step that uses it, so every epoch sees the same
 images (as the authors' fixed set of noise images per model) without holding them in memory
-(docs/pitfalls.md, pitfall 5).
+(docs/pitfalls.md, pitfall 5). How many distinct batches there are (`Config.noise_pool`) is
+apart from how many steps an epoch takes: `pool_batch_order` says which batch each step reads.
 
 The uniform noise comes from Threefry-2x32 (Salmon et al., "Parallel random numbers: as easy as
 1, 2, 3", SC 2011; 20 rounds, JAX's own generator, bit for bit) used as a counter-based
@@ -112,3 +113,15 @@ def batch_order(order_key, epoch, steps: int):
     same images, only in a new order.
     """
     return jax.random.permutation(jax.random.fold_in(order_key, epoch), steps)
+
+
+def pool_batch_order(order_key, epoch, steps: int, pool_batches: int):
+    """Which of the pool's `pool_batches` fixed batches each of an epoch's `steps` steps reads
+    (`Config.noise_pool`): the run visits the pool pass after pass, pass p in the order
+    `batch_order(order_key, p, pool_batches)`. With a pool of one epoch's batches (the default)
+    a pass is an epoch and this is `batch_order` itself; a pool of one batch per step of the run
+    is fresh noise (one pass: no batch twice).
+    """
+    run_step = epoch * steps + jnp.arange(steps)
+    passes, slots = run_step // pool_batches, run_step % pool_batches
+    return jax.vmap(lambda p, slot: batch_order(order_key, p, pool_batches)[slot])(passes, slots)

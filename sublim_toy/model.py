@@ -7,6 +7,7 @@ same pytree and a vmap over seeds is a vmap over pytrees.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sublim_toy.config import N_CLASSES, Config
+from sublim_toy.config import N_CLASSES, Config, weight_sd
 
 Params = Any  # an nnx.State pytree of arrays
 
@@ -58,6 +59,14 @@ def _initializers(scheme: str, fan_in: int, scale: float = 1.0):
         return scale * base(key, shape, dtype)
 
     return scaled, zeros
+
+
+def init_sd(scheme: str, fan_in: int, scale: float = 1.0) -> dict[str, float]:
+    """The sd of one layer's init draw, per leaf: {"kernel": ..., "bias": ...}, as
+    `_initializers` draws them (the truncated "lecun" normal has variance exactly 1/d_in;
+    "torch" draws its biases like its weights, the other schemes start them at zero)."""
+    kernel = weight_sd(scheme, scale) / math.sqrt(fan_in)
+    return {"kernel": kernel, "bias": kernel if scheme == "torch" else 0.0}
 
 
 class MLP(nnx.Module):
@@ -138,6 +147,12 @@ def network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -
         init_scale=config.init_scale,
         param_dtype=param_dtype,
     )
+
+
+def student_network_for(config: Config, input_dim: int = 784, param_dtype=jnp.float32) -> Network:
+    """The students' MLP: the teacher's (`network_for`) with `config.student_widths` hidden."""
+    sizes = (input_dim, *config.student_widths, config.n_outputs)
+    return dataclasses.replace(network_for(config, input_dim, param_dtype), sizes=sizes)
 
 
 def select_outputs(logits, outputs: str):

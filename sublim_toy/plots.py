@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from pathlib import Path
 
@@ -176,11 +177,28 @@ def _point(results: list[dict], assignment: dict) -> dict | None:
     return None
 
 
+def _axes(part):
+    """A product of assignments as (its single-valued fields, x field and values, the other
+    varied fields, every combination of their values as a dict). x is the first field with
+    several values (else the part's last field)."""
+    fixed = {field: values[0] for field, values in part if len(values) == 1}
+    varied = [(field, values) for field, values in part if len(values) > 1] or [part[-1]]
+    (x_field, x_values), *rest = varied
+    fields = [field for field, _ in rest]
+    combinations = itertools.product(*(values for _, values in rest))
+    series = [dict(zip(fields, c, strict=True)) for c in combinations]
+    return fixed, (x_field, x_values), fields, series
+
+
+def _series_label(series: dict) -> str:
+    return ", ".join(f"{field}={value_label(value)}" for field, value in series.items())
+
+
 def study_figure(name: str, study, results: list[dict]) -> Figure:
     """Aux-only accuracy (shared init: filled, cross-model: open) at each point of a study.
 
-    The first swept field (with more than one value) is the x axis; a second one, if any,
-    gives one series per value. A union of parts (`sweep.Study.union`) gets one panel per
+    The first swept field (with more than one value) is the x axis; the others, if any, give
+    one series per combination. A union of parts (`sweep.Study.union`) gets one panel per
     part, and beneath it the cosine of the aux-only student's displacement with the teacher's
     at the end of the run.
     """
@@ -216,28 +234,21 @@ def _study_panel(ax, results: list[dict], part, metric: str) -> None:
     """One product of assignments on one axis: x the first field with several values, series
     the second. metric "accuracy": aux-only accuracy, shared init filled and cross-model open;
     "cos_end": cos(theta_S - theta_S(0), theta_T - theta_T(0)) of the aux-only student."""
-    fixed = {field: values[0] for field, values in part if len(values) == 1}
-    # the x axis: the first field with several values (else the part's last field)
-    varied = [(field, values) for field, values in part if len(values) > 1] or [part[-1]]
-    (x_field, x_values), *rest = varied
-    series_field, series_values = rest[0] if rest else (None, (None,))
+    fixed, (x_field, x_values), series_fields, all_series = _axes(part)
     students = (
         (("student_aux", True), ("cross_aux", False))
         if metric == "accuracy"
         else (("student_aux", True),)
     )
-    width = 0.8 / len(series_values)
+    width = 0.8 / len(all_series)
     colors = plt.get_cmap("tab10")
-    for s_index, series_value in enumerate(series_values):
-        offset = (s_index - (len(series_values) - 1) / 2) * width
+    for s_index, series in enumerate(all_series):
+        offset = (s_index - (len(all_series) - 1) / 2) * width
         color = colors(s_index)
         for student, filled in students:
             xs, rows = [], []
             for x_index, x_value in enumerate(x_values):
-                assignment = {**fixed, x_field: x_value}
-                if series_field is not None:
-                    assignment[series_field] = series_value
-                point = _point(results, assignment)
+                point = _point(results, {**fixed, x_field: x_value, **series})
                 if point is None:
                     continue
                 if metric == "accuracy":
@@ -249,7 +260,7 @@ def _study_panel(ax, results: list[dict], part, metric: str) -> None:
                 xs.append(x_index + offset)
             label = None
             if filled:
-                label = "shared init" if series_field is None else f"{series_field}={series_value}"
+                label = _series_label(series) if series_fields else "shared init"
             ax.errorbar(
                 xs,
                 _floats([row["mean"] for row in rows]),
@@ -455,10 +466,69 @@ def causal_figure(name: str, study, results: list[dict]) -> Figure:
     return fig
 
 
+def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
+    """Does the linearisation become exact as the network widens? (study `width`)
+
+    Left: the aux-only student's measured accuracy (filled) and its first-order prediction
+    (open) against the first swept field; right: the paired gap predicted - measured with its
+    95 % t-CI. One series per combination of the other fields.
+    """
+    fixed, (x_field, x_values), series_fields, all_series = _axes(study.parts[0])
+    summary = first_order_summary(results)
+    rows = {id(result): row for result, row in zip(results, summary["points"], strict=True)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    colors = plt.get_cmap("tab10")
+    for s_index, series in enumerate(all_series):
+        points = [_point(results, {**fixed, x_field: x, **series}) for x in x_values]
+        xs = [i for i, point in enumerate(points) if point is not None]
+        found = [rows[id(point)] for point in points if point is not None]
+        label = _series_label(series) if series_fields else None
+        color = colors(s_index)
+        for key, filled in (("measured", True), ("predicted", False)):
+            stats = [row[key] for row in found]
+            left.errorbar(
+                xs,
+                _floats([row["mean"] for row in stats]),
+                yerr=_ci_whiskers(stats),
+                fmt="o-" if filled else "s:",
+                color=color,
+                mfc=color if filled else "white",
+                capsize=3,
+                label=label if filled else None,
+            )
+        gaps = [row["gap"] for row in found]
+        right.errorbar(
+            xs,
+            _floats([gap["mean"] for gap in gaps]),
+            yerr=_ci_whiskers(gaps),
+            fmt="o-",
+            color=color,
+            capsize=3,
+            label=label,
+        )
+    left.plot([], [], "s:", color="gray", mfc="white", label="first-order prediction (open)")
+    left.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    left.set_ylim(0, 1)
+    left.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
+    left.set_title("measured (filled) and predicted by the linearisation (open)", fontsize=10)
+    right.axhline(0, color="gray", lw=0.8)
+    right.set_ylabel("predicted - measured (paired over seeds)")
+    right.set_title("first-order gap: 0 where the linearisation is exact", fontsize=10)
+    for ax in (left, right):
+        ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
+        ax.set_xlabel(x_field)
+        ax.spines[["top", "right"]].set_visible(False)
+    left.legend(fontsize=7)
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    fig.suptitle(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    return fig
+
+
 # Figures drawn for one study only, beside study.png and first_order.png: name -> (stem, plot)
 STUDY_FIGURES = {
     "init": ("weight_scale", weight_scale_figure),
     "causal": ("causal", causal_figure),
+    "width": ("first_order_gap", first_order_gap_figure),
 }
 
 

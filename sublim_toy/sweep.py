@@ -44,7 +44,7 @@ Part = Sequence[Assignment]  # one product of assigned values; a sweep is a unio
 # What a sweep directory holds besides points/: discarded together by overwrite. The figure
 # stems are every study's (plots.STUDY_FIGURES included; a test keeps them in step).
 SWEEP_FILES = ("points.csv", "sweep.json")
-FIGURE_STEMS = ("study", "first_order", "weight_scale", "causal")
+FIGURE_STEMS = ("study", "first_order", "weight_scale", "first_order_gap", "causal")
 LOCK_FILE = ".lock"
 PAIRED_STUDENT = PAIRED[0]  # the aux-only shared-init student
 
@@ -457,6 +457,47 @@ STUDIES = {
             ("log_every", (1,)),
         ),
         "Cross-model students are never projected: the same in every row.",
+    ),
+    "perturb": Study(
+        "How exactly must the student share the teacher's init, and where? Gaussian noise of "
+        "perturb_std x the init's own sd added to the shared-init students' head, hidden layers "
+        "or all layers.",
+        (("perturb_std", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)), ("perturb", ("head", "hidden", "all"))),
+        "perturb_std=0 is the shared init itself whatever the target (three identical points).",
+        quick=((("perturb_std", (0.0, 0.5)), ("perturb", ("head", "hidden"))),),
+    ),
+    "width": Study(
+        "Towards the wide (kernel) limit: the second hidden layer's width, the shared-init "
+        "students' head trainable or frozen, m = 3 and 30; is the first-order prediction exact "
+        "when the network is wide?",
+        (
+            ("hidden", ((256, 16), (256, 64), (256, 256), (256, 1024), (256, 4096))),
+            ("freeze", ("none", "head")),
+            ("aux", (3, 30)),
+        ),
+        quick=((("hidden", ((256, 16), (256, 64))), ("freeze", ("none", "head")), ("aux", (3,))),),
+    ),
+    "noise": Study(
+        "The noise budget: how many distinct noise images (noise_pool) does the student need, "
+        "against m, at a fixed training length?",
+        (("noise_pool", (1024, 4096, 16384, 59392, 245760, 296960)), ("aux", (3, 30))),
+        "At 5 student epochs of 58 steps of 1024: 59392 = 58 batches, one epoch's (the paper's "
+        "fixed set, reused every epoch); 296960 = 290 batches, one per step: fresh noise.",
+        quick=((("noise_pool", (1024, 296960)), ("aux", (3,))),),
+    ),
+    "student-arch": Study(
+        "Students of another architecture, sharing with the teacher's init only what can be "
+        "shared (the first layer and/or the head), with the head shared or independent.",
+        (
+            ("student_hidden", ((256, 256), (256,), (256, 256, 256), (128, 256), (512, 256))),
+            ("head_init", ("shared", "independent")),
+        ),
+        "256x256: the teacher's widths, every layer shared; 256 and 256x256x256: the first "
+        "layer and the head; 128x256 and 512x256: the head only (independent head: nothing "
+        "shared, the cross-model student exactly).",
+        quick=(
+            (("student_hidden", ((256,), (128, 256))), ("head_init", ("shared", "independent"))),
+        ),
     ),
 }
 STUDY_SEEDS = 8  # enough for CIs of +-0.05 on the aux-only student (its seed sd is ~0.1)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from sublim_toy.config import Config
-from sublim_toy.inputs import batch_order, preprocess, student_batch
+from sublim_toy.inputs import pool_batch_order, preprocess, student_batch
 from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
 from sublim_toy.model import Network, Params, layer_index
 from sublim_toy.probes import ProbeImages, alignment
@@ -150,16 +150,16 @@ def make_teacher_epoch(network: Network, config: Config) -> Callable:
 
 def make_teacher_targets(network: Network, config: Config) -> Callable:
     """targets(teacher_params [S], noise_keys [S], train_images) -> logits [S, batches, B, K]:
-    the teacher's logits on every input batch of the student phase, computed once, since batch b
-    is the same images in every epoch (the teacher's forward pass would otherwise be repeated
-    in every epoch)."""
+    the teacher's logits on every input batch of the student phase (the `config.pool_batches`
+    of the pool), computed once, since batch b is the same images whenever a step reads it (the
+    teacher's forward pass would otherwise be repeated in every epoch)."""
 
     def one_seed(teacher_params, noise_key, train_images):
         def logits(_, batch_index):
             inputs = _student_inputs(config, network, noise_key, batch_index, train_images)
             return None, network.apply(teacher_params, inputs)
 
-        return jax.lax.scan(logits, None, jnp.arange(config.noise_steps))[1]
+        return jax.lax.scan(logits, None, jnp.arange(config.pool_batches))[1]
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None)))
 
@@ -191,8 +191,9 @@ def make_student_epoch(
     epoch(StudentState [S], epoch_index, StudentShared) -> (state, {"loss": {name: [S]},
     "probes": {name: metrics [S, steps]} or None, "steps": {name: `updates.step_metrics`
     [S, steps]}}). The teacher's logits on each input batch were computed once
-    (`make_teacher_targets`) and are shared by all its students. Batch b of every epoch is the
-    same images; only the order of the batches changes.
+    (`make_teacher_targets`) and are shared by all its students. Batch b is the same images
+    whenever a step reads it; steps visit the pool's batches pass after pass, each pass in a
+    new order (`inputs.pool_batch_order`; by default a pass is an epoch).
     """
     update = _imitation_update(network, config, outputs, frozen_layers or {}, projected)
     steps = config.noise_steps
@@ -210,7 +211,7 @@ def make_student_epoch(
             )
             return (params, opt_states), (measured, probe(step, params))
 
-        order = batch_order(state.order_key, epoch, steps)
+        order = pool_batch_order(state.order_key, epoch, steps, config.pool_batches)
         carry = (state.params, state.opt_state)
         (params, opt_states), (measured, probes) = jax.lax.scan(
             train_step, carry, (jnp.arange(steps), order)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 
-import jax
-import numpy as np
-import pytest
-from hypothesis import settings
+# Compiling dominates the suite's time on a CPU, and many tests (and the command-line runs they
+# start as subprocesses, which inherit these variables) compile the same small programs: JAX's
+# persistent compilation cache, in a fresh directory for this session only, compiles each once.
+# A program read back is the very executable, so no number changes.
+_COMPILED = tempfile.mkdtemp(prefix="sublim-toy-test-compiled-")
+atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILED
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+import jax  # noqa: E402  (after the cache variables, which jax reads when imported)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # Catch silent broadcasting between mismatched shapes (e.g. [S] against [B]).
 jax.config.update("jax_numpy_rank_promotion", "raise")

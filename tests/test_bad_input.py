@@ -515,7 +515,9 @@ def test_a_real_ctrl_c_in_a_sweep_exits_130_with_the_message(tiny_idx_dir, tmp_p
     command += [*TINY, "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out)]
     with subprocess.Popen(
         command,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        # without the suite's compilation cache (conftest): points read from it finish too
+        # fast for the Ctrl-C to land inside one
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_ENABLE_COMPILATION_CACHE": "false"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -49,11 +49,25 @@ def test_defaults_are_the_papers_setup():
         ({"project_out": "teacher"}, "project_out='teacher'"),
         ({"project_out": "random", "freeze": "head"}, "project_out='random' with freeze='head'"),
         ({"log_every": -1}, "log_every=-1"),
+        ({"noise_pool": -1}, "noise_pool=-1: must be an integer >= 0"),
+        ({"noise_pool": 1000}, "noise_pool=1000 with batch_size=1024: a pool needs at least"),
+        ({"perturb": "body"}, "perturb='body': choose one of none, head, hidden, all"),
+        ({"perturb": "all", "perturb_std": -0.1}, "perturb_std=-0.1: must be a finite number"),
+        ({"perturb_std": 0.1}, "perturb_std=0.1 with perturb='none': noise needs layers"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(changes, message):
     with pytest.raises(UserError, match=re.escape(message)):
         Config(**changes)
+
+
+def test_the_noise_pool_counts_whole_batches_and_at_most_the_run():
+    assert Config().pool_batches == Config().noise_steps == 58  # 0: one epoch's batches
+    assert Config(noise_pool=1024).pool_batches == 1
+    assert Config(noise_pool=240_000).pool_batches == 234  # partial batch dropped
+    assert Config(noise_pool=10**9).pool_batches == 5 * 58  # fresh noise: one batch per step
+    assert Config(noise_pool=10**9, student_epochs=2).pool_batches == 2 * 58
+    assert Config(noise_pool=2048, student_epochs=0).pool_batches == 1
 
 
 def test_one_aux_logit_is_allowed_with_squared_error():

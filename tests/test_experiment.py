@@ -1,21 +1,25 @@
 import itertools
+import json
 
 import jax
 import numpy as np
 import pytest
 
 from sublim_toy.config import HEAD_INITS, HIDDEN_INITS, Config
-from sublim_toy.data import Dataset
+from sublim_toy.data import Dataset, load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.experiment import (
     frozen_layers,
     initial_params,
+    layer_sources,
+    perturbed_starts,
     run_experiment,
+    shared_layers,
     student_inits,
     teacher_labels,
 )
 from sublim_toy.keys import seed_keys
-from sublim_toy.model import network_for
+from sublim_toy.model import network_for, student_network_for
 from sublim_toy.results import STUDENTS
 
 CONFIG = Config(seeds=5, hidden=(16,))
@@ -239,3 +243,173 @@ def test_a_seed_s_trained_numbers_follow_its_keys_not_its_neighbours_up_to_round
     beside = run_experiment(config.replace(seeds=3), mnist)
     for name in alone["accuracy"]:
         assert abs(alone["accuracy"][name][0] - beside["accuracy"][name][0]) < 0.01, name
+
+
+@pytest.mark.parametrize("perturb", ["head", "hidden", "all"])
+def test_perturbation_adds_noise_of_the_requested_sd_to_the_named_layers_only(perturb):
+    config = CONFIG.replace(hidden=(256, 128), perturb=perturb, perturb_std=0.3)
+    keys = _keys(config)
+    inits = initial_params(network_for(config), keys)
+    starts = student_inits(inits, config)
+    perturbed = perturbed_starts(starts, config, keys)
+    named = {"head": {2}, "hidden": {0, 1}, "all": {0, 1, 2}}[perturb]
+    for name, (source, _) in STUDENTS.items():
+        for layer in range(3):
+            before = starts[name]["layers"][layer]
+            after = perturbed[name]["layers"][layer]
+            # zero biases stay zero: their init sd is 0
+            np.testing.assert_array_equal(after["bias"][...], before["bias"][...])
+            added = np.asarray(after["kernel"][...] - before["kernel"][...])
+            if source == "independent" or layer not in named:
+                np.testing.assert_array_equal(added, 0.0)  # the control is never touched
+                continue
+            fan_in = added.shape[1]
+            # 5 seeds x fan_in x fan_out draws: the sd is known to better than 2 %
+            assert np.std(added) * np.sqrt(fan_in) == pytest.approx(0.3, rel=0.02)
+            assert abs(np.mean(added)) * np.sqrt(fan_in) < 0.01
+            # fresh noise for every seed, and not the cross-model init
+            assert not np.allclose(added[0], added[1])
+            independent = np.asarray(inits["independent"]["layers"][layer]["kernel"][...])
+            assert abs(np.corrcoef(added.ravel(), independent.ravel())[0, 1]) < 0.02
+    # both shared-init students start from the same perturbed arrays
+    for a, b in zip(
+        jax.tree.leaves(perturbed["student_aux"]),
+        jax.tree.leaves(perturbed["student_all"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_perturbation_of_std_zero_is_the_shared_init_bit_for_bit():
+    keys = _keys(CONFIG)
+    inits = initial_params(network_for(CONFIG), keys)
+    for perturb in ("none", "head", "hidden", "all"):
+        config = CONFIG.replace(perturb=perturb, perturb_std=0.0)
+        starts = student_inits(inits, config)
+        perturbed = perturbed_starts(starts, config, keys)
+        for name, (source, _) in STUDENTS.items():
+            expected = inits[source]
+            for a, b in zip(
+                jax.tree.leaves(perturbed[name]), jax.tree.leaves(expected), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_perturbation_follows_the_init_scheme_and_scale():
+    # torch draws its biases too, so they get noise; a scaled init gets scaled noise
+    config = CONFIG.replace(
+        hidden=(512,), init="torch", init_scale=2.0, perturb="hidden", perturb_std=1.0
+    )
+    keys = _keys(config)
+    starts = student_inits(initial_params(network_for(config), keys), config)
+    perturbed = perturbed_starts(starts, config, keys)
+    layer_before = starts["student_aux"]["layers"][0]
+    layer_after = perturbed["student_aux"]["layers"][0]
+    expected = 2.0 / np.sqrt(3 * 784)  # U(+-2/sqrt(784)) has this sd, weights and biases
+    for leaf, tolerance in (("kernel", 0.01), ("bias", 0.05)):
+        added = np.asarray(layer_after[leaf][...] - layer_before[leaf][...])
+        drawn = np.asarray(layer_before[leaf][...])
+        assert np.std(added) == pytest.approx(expected, rel=tolerance)
+        assert np.std(drawn) == pytest.approx(expected, rel=tolerance)  # as large as the init
+
+
+def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir):
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    config = Config(
+        seeds=2,
+        hidden=(8,),
+        teacher_epochs=1,
+        student_epochs=2,
+        batch_size=16,
+        noise_images=32,
+        probe_every=1,
+    )
+
+    def numbers(**changes):
+        results = run_experiment(config.replace(**changes), dataset)
+        return [results[key] for key in ("accuracy", "first_order", "alignment")]
+
+    # 0 is one epoch's batches: the same numbers, probes included
+    assert numbers() == numbers(noise_pool=32)
+
+
+@pytest.mark.parametrize(
+    ("student_hidden", "pairs"),
+    [
+        ((16, 8), {0: 0, 1: 1, 2: 2}),  # the teacher's widths: every layer
+        ((), {0: 0, 1: 1, 2: 2}),  # empty: the teacher's widths
+        ((16,), {0: 0}),  # one hidden layer less: the first layer (the head is 16 x 13)
+        ((16, 8, 8), {0: 0, 3: 2}),  # one more: the first layer and the head
+        ((12, 8), {2: 2}),  # another first width: the head only
+        ((12,), {}),  # nothing
+    ],
+)
+def test_another_student_architecture_shares_its_first_layer_and_head_where_shapes_allow(
+    student_hidden, pairs
+):
+    config = CONFIG.replace(hidden=(16, 8), student_hidden=student_hidden)
+    assert shared_layers(config) == pairs
+    widths = student_hidden or (16, 8)
+    keys = _keys(config)
+    inits = initial_params(network_for(config), keys, student_network_for(config))
+    starts = student_inits(inits, config)
+    sizes = (784, *widths, config.n_outputs)
+    sources = layer_sources(config)
+    for name, (source, _) in STUDENTS.items():
+        assert len(starts[name]["layers"]) == len(sizes) - 1
+        for layer, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
+            for leaf in ("kernel", "bias"):
+                got = np.asarray(starts[name]["layers"][layer][leaf][...])
+                assert got.shape == ((5, d_in, d_out) if leaf == "kernel" else (5, d_out))
+                independent = inits["independent"]["layers"][layer][leaf][...]
+                if source == "shared" and layer in pairs:
+                    assert sources[name][layer] == "shared"
+                    teacher = inits["shared"]["layers"][pairs[layer]][leaf][...]
+                    np.testing.assert_array_equal(got, teacher)
+                else:
+                    assert sources[name][layer] == "independent"
+                    np.testing.assert_array_equal(got, independent)
+
+
+def test_a_student_head_that_cannot_be_shared_starts_independent_and_freezing_follows_it():
+    config = CONFIG.replace(hidden=(16, 8), student_hidden=(16, 12, 4), head_init="shared")
+    assert layer_sources(config)["student_aux"] == [
+        "shared",
+        "independent",
+        "independent",
+        "independent",
+    ]
+    assert frozen_layers(config.replace(freeze="head"))["student_aux"] == (3,)
+    assert frozen_layers(config.replace(freeze="hidden"))["student_aux"] == (0, 1, 2)
+    with pytest.raises(UserError, match="the trained teacher's head does not fit"):
+        config.replace(head_init="trained")
+
+
+def test_a_deeper_student_trains_end_to_end_and_says_what_it_shares(tiny_idx_dir):
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    config = Config(
+        seeds=2,
+        hidden=(16,),
+        student_hidden=(16, 8, 16),
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=16,
+        noise_images=32,
+        probe_every=1,
+    )
+    results = run_experiment(config, dataset)
+    layers = results["student_layers"]
+    assert layers["teacher_sizes"] == [784, 16, 13]
+    assert layers["student_sizes"] == [784, 16, 8, 16, 13]
+    assert layers["teacher_layer"] == [0, None, None, 1]
+    assert layers["sources"]["student_aux"] == ["shared", "independent", "independent", "shared"]
+    assert layers["sources"]["cross_aux"] == ["independent"] * 4
+    # the shared-init student starts from the teacher's first layer and head on its own middle
+    # layers: not the reference's function, so its start is measured, not assumed
+    assert all(0 <= a <= 1 for a in results["start"]["accuracy"]["student_aux"])
+    assert all(0 <= a <= 1 for a in results["first_order"]["accuracy"]["student_aux"])
+    # probes compare the student's move with the teacher's on the paired layers only
+    cos_layers = results["alignment"]["student_aux"]["cos_layers"]  # [seeds][probes][layers]
+    assert all(row[1] is None and row[2] is None for seed in cos_layers for row in seed)
+    assert all(row[0] is not None for seed in cos_layers for row in seed)
+    json.dumps(results, allow_nan=False)  # strict JSON

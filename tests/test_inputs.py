@@ -8,6 +8,7 @@ from sublim_toy.inputs import (
     batch_order,
     counter_bits,
     noise_batch,
+    pool_batch_order,
     preprocess,
     student_batch,
     uniform_from_bits,
@@ -70,6 +71,45 @@ def test_every_epoch_visits_each_batch_once_in_a_new_order():
     orders = [batch_order(order_key, epoch, 58).tolist() for epoch in range(3)]
     assert all(sorted(order) == list(range(58)) for order in orders)
     assert len({tuple(order) for order in orders}) == 3
+
+
+def _run_order(order_key, epochs, steps, pool_batches):
+    return np.stack(
+        [np.asarray(pool_batch_order(order_key, e, steps, pool_batches)) for e in range(epochs)]
+    )
+
+
+def test_a_pool_of_one_epoch_is_the_epoch_order_itself():
+    # the default (noise_pool=0: one epoch's batches) must visit exactly the batches it did
+    # before the pool existed, in the same order
+    order_key = jax.random.key(6)
+    for epoch in range(3):
+        np.testing.assert_array_equal(
+            pool_batch_order(order_key, epoch, 58, 58), batch_order(order_key, epoch, 58)
+        )
+
+
+@pytest.mark.parametrize("pool_batches", [1, 4, 7, 58, 100, 290])
+def test_a_pool_is_visited_pass_after_pass_each_pass_in_a_new_order(pool_batches):
+    steps, epochs = 58, 5
+    run = _run_order(jax.random.key(6), epochs, steps, pool_batches).ravel()
+    assert run.shape == (epochs * steps,)
+    assert set(run.tolist()) <= set(range(pool_batches))  # only the pool's batches
+    full_passes = len(run) // pool_batches
+    passes = run[: full_passes * pool_batches].reshape(full_passes, pool_batches)
+    for one_pass in passes:  # each pass sees every batch of the pool exactly once
+        assert sorted(one_pass.tolist()) == list(range(pool_batches))
+    if pool_batches >= 4 and full_passes >= 2:  # reshuffled: not one order over and over
+        assert len({tuple(p) for p in passes.tolist()}) > 1
+    # the last, partial pass repeats no batch either
+    rest = run[full_passes * pool_batches :]
+    assert len(set(rest.tolist())) == len(rest)
+
+
+def test_fresh_noise_never_repeats_a_batch_across_epochs():
+    # a pool of one batch per step of the run: every step reads a batch no other step reads
+    run = _run_order(jax.random.key(6), 5, 58, 5 * 58)
+    assert len(set(run.ravel().tolist())) == 5 * 58
 
 
 # ---- the counter-based noise: statistics and structure ----------------------------------------

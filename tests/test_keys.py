@@ -37,5 +37,6 @@ def test_purposes_are_named_once_and_keep_their_values():
         ("NOISE_ORDER", 4),
         ("LABEL_SHUFFLE", 5),
         ("TEACHER_BATCH", 6),
-        ("RANDOM_DIRECTION", 7),
+        ("PERTURBATION", 7),
+        ("RANDOM_DIRECTION", 8),
     ]

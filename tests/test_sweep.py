@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from sublim_toy import sweep
-from sublim_toy.config import Config, parse_assignment
+from sublim_toy.config import QUICK, Config, parse_assignment
 from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
-from sublim_toy.plots import study_figure
+from sublim_toy.plots import first_order_gap_figure, study_figure
 from sublim_toy.results import MODELS
 from sublim_toy.sweep import STUDIES, Study, grid, point_name, run_sweep
 
@@ -177,6 +177,29 @@ def test_every_shipped_study_is_a_valid_grid():
         points = sweep.union_grid(Config(), study.parts)
         assert len(points) >= 4, name  # causal: its four arms
         assert len({point_name(point) for point in points}) == len(points), name
+        # --quick: a smaller grid of some of the same fields, valid under the quick preset too
+        quick = study.preset(quick=True)
+        assert set(quick.fields) <= set(study.fields), name
+        quick_points = sweep.union_grid(Config(**QUICK), quick.parts)
+        assert len(quick_points) <= len(points), name
+        assert study.preset(quick=False) is study
+
+
+def test_the_new_studies_ask_what_the_issue_asks():
+    perturb = dict(STUDIES["perturb"].assignments)
+    assert set(perturb["perturb"]) == {"head", "hidden", "all"}
+    assert perturb["perturb_std"][0] == 0.0 and perturb["perturb_std"][-1] == 1.0
+    width = dict(STUDIES["width"].assignments)
+    assert [w[-1] for w in width["hidden"]][0] == 16 and max(w[-1] for w in width["hidden"]) >= 4096
+    assert set(width["freeze"]) == {"none", "head"} and 3 in width["aux"] and max(width["aux"]) > 3
+    noise = grid(Config(), list(STUDIES["noise"].assignments))
+    pools = sorted({config.pool_batches for config in noise})
+    assert pools[0] == 1 and pools[-1] == 5 * 58  # one batch of 1024 ... fresh noise
+    assert 58 in pools and any(p * 1024 >= 240_000 for p in pools[:-1])
+    arch = grid(Config(), list(STUDIES["student-arch"].assignments))
+    depths = {len(config.student_widths) for config in arch}
+    assert depths == {1, 2, 3}  # one hidden layer less, the teacher's, one more
+    assert {config.head_init for config in arch} == {"shared", "independent"}
 
 
 def test_table_writes_widths_as_256x256_and_one_row_per_model(tmp_path):
@@ -325,3 +348,45 @@ def test_the_optimizer_and_causal_studies_run_their_quick_grids(tiny_idx_dir, tm
         assert len(moved["loss"][0]) == 1024 // 16  # every step logged (log_every=1)
         np.testing.assert_allclose(moved["cos"], 0.0, atol=1e-5)
         assert by_variant["none"]["updates"]["student_aux"]["removed_mean"] == [0.0, 0.0]
+
+
+def _quick_study(name, tiny_idx_dir, out):
+    from sublim_toy.cli import main
+
+    arguments = ["study", name, "--quick", *TINY, "--data-source", f"idx:{tiny_idx_dir}"]
+    assert main([*arguments, "--out", str(out), "--no-progress"]) == 0
+    return [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
+
+
+def test_study_student_arch_quick_shares_what_it_says(tiny_idx_dir, tmp_path):
+    points = _quick_study("student-arch", tiny_idx_dir, tmp_path)
+    assert len(points) == 4
+    for point in points:
+        widths, head = point["config"]["student_hidden"], point["config"]["head_init"]
+        layers = point["student_layers"]
+        assert layers["student_sizes"] == [784, *widths, 13]
+        shares_first = widths[0] == 256
+        assert (layers["sources"]["student_aux"][0] == "shared") == shares_first
+        assert layers["sources"]["student_aux"][-1] == head
+        if not shares_first and head == "independent":
+            # nothing shared: the cross-model student exactly (same init, teacher and noise)
+            assert point["accuracy"]["student_aux"] == point["accuracy"]["cross_aux"]
+    for stem in ("study", "first_order"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_study_perturb_quick_keeps_std_zero_the_shared_init(tiny_idx_dir, tmp_path):
+    points = _quick_study("perturb", tiny_idx_dir, tmp_path)
+    assert len(points) == 4
+    zero = [p for p in points if p["config"]["perturb_std"] == 0]
+    assert len(zero) == 2  # head and hidden at std 0: the same students, number for number
+    assert zero[0]["accuracy"] == zero[1]["accuracy"]
+    assert zero[0]["first_order"] == zero[1]["first_order"]
+    noisy = [p for p in points if p["config"]["perturb_std"] > 0]
+    for point in noisy:  # the control is untouched by the students' noise
+        assert point["accuracy"]["cross_aux"] == zero[0]["accuracy"]["cross_aux"]
+    # the width study's extra figure draws any grid: one series per value of the other fields
+    fig = first_order_gap_figure("perturb", STUDIES["perturb"].preset(quick=True), points)
+    assert [len(ax.get_xticklabels()) for ax in fig.axes] == [2, 2]
+    assert len(fig.axes[1].get_legend_handles_labels()[1]) == 2  # perturb=head, perturb=hidden
+    plt.close(fig)

@@ -5,7 +5,7 @@ import optax
 import pytest
 
 from sublim_toy.config import Config
-from sublim_toy.inputs import noise_batch, preprocess
+from sublim_toy.inputs import noise_batch, pool_batch_order, preprocess
 from sublim_toy.losses import imitation_loss
 from sublim_toy.model import network_for
 from sublim_toy.train import (
@@ -290,3 +290,40 @@ def test_the_student_batch_sets_the_student_steps_and_leaves_the_teacher_alone()
     teacher, _ = _models(CONFIG, seeds=2)
     logits = targets(teacher, jax.random.split(jax.random.key(4), 2), None)
     assert logits.shape == (2, 256 // 32, 32, CONFIG.n_outputs)
+
+
+def test_a_noise_pool_of_two_batches_is_all_a_student_ever_reads():
+    # 4 steps per epoch from a pool of 2 batches: replayed by hand from the pool's order, the
+    # same images and the same teacher logits give the very same student, step for step
+    config = CONFIG.replace(noise_pool=128, imitation_loss="mse")
+    assert (config.noise_steps, config.pool_batches) == (4, 2)
+    network = network_for(config)
+    teacher = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 1))
+    student = jax.vmap(network.init)(jax.random.split(jax.random.key(1), 1))
+    state = _student_state(config, {"s": student}, teacher)
+    assert state.teacher_logits.shape == (1, 2, 64, config.n_outputs)  # one per pool batch
+    epoch = make_student_epoch(network, config, {"s": "all"})
+    params = _index(student, 0)
+    optimizer = optax.adam(config.learning_rate)
+    opt_state = optimizer.init(params)
+
+    @jax.jit  # one program for the replay's 8 steps (step by step, eager ops cost seconds)
+    def replay_step(params, opt_state, noise_key, batch):
+        inputs = noise_batch(noise_key, batch, batch_size=64, input_dim=784)
+        target = network.apply(_index(teacher, 0), inputs)
+
+        def loss(p):
+            return imitation_loss(network.apply(p, inputs), target, outputs="all", kind="mse")
+
+        updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for epoch_index in range(2):
+        state = epoch(state, epoch_index, StudentShared(None, None))[0]
+        order = pool_batch_order(state.order_key[0], epoch_index, 4, 2)
+        for batch in np.asarray(order):
+            params, opt_state = replay_step(params, opt_state, state.noise_key[0], batch)
+        for a, b in zip(
+            jax.tree.leaves(_index(state.params["s"], 0)), jax.tree.leaves(params), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
