@@ -582,20 +582,52 @@ def theorem_figure(report: dict) -> Figure:
     non-zero constant). Right: the remainder |dS.dT - eps A| with slope-1 and slope-2 reference
     lines; the shaded span is the window where it was fitted.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    boundary = report.get("boundary")
+    panels = 3 if boundary else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2), layout="constrained")
+    left, right = axes[:2]
     _dot_panel(left, report)
     _remainder_panel(right, report)
+    if boundary:
+        boundary_panel(axes[2], [(boundary, "fresh init")])
     setting = report["setting"]
     fig.suptitle(
         f"Theorem 1, float64: L_S = {setting['kind']} on {setting['outputs']} outputs, "
         f"A = {report['A']:.3g}, {'passed' if report['passed'] else 'FAILED'}",
         fontsize=11,
     )
-    for ax in (left, right):
+    for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def boundary_panel(ax, boundaries: list[tuple[dict, str]], markers=()) -> None:
+    """|dS.dT / eps - A| / A against eps (`theorem.step_size_boundary`), one line per
+    (boundary, label), with the tolerances as horizontal lines; `markers` are (eps, label)
+    drawn as vertical lines (the optimizers' per-step updates in units of |dT|)."""
+    colors = plt.get_cmap("viridis")
+    for index, (boundary, label) in enumerate(boundaries):
+        color = colors(index / max(1, len(boundaries) - 1)) if len(boundaries) > 1 else "#c0392b"
+        ax.loglog(
+            *_positive(boundary["eps"], _floats(boundary["relative_departure"])),
+            "o-",
+            ms=3,
+            color=color,
+            label=label,
+        )
+        flip = boundary["dot_sign_flip"]["eps"]
+        if flip is not None:
+            ax.axvline(flip, color=color, ls=":", lw=0.8)
+    for crossing in boundaries[0][0]["departures"]:
+        ax.axhline(crossing["tolerance"], color="gray", ls="--", lw=0.8)
+    for eps, label in markers:
+        ax.axvline(eps, color="#2471a3", lw=0.8, alpha=0.6)
+        ax.text(eps, ax.get_ylim()[0], label, rotation=90, fontsize=6, va="bottom", ha="right")
+    ax.set_xlabel(r"teacher step $\varepsilon$ (a step of $\varepsilon|\Delta\theta_T|$)")
+    ax.set_ylabel(r"$|\Delta\theta_S\cdot\Delta\theta_T/\varepsilon - A|\,/\,A$")
+    ax.set_title("where the first-order picture departs (dotted: dS.dT < 0)", fontsize=10)
 
 
 def _dot_panel(ax, report: dict) -> None:
@@ -678,3 +710,69 @@ def _remainder_panel(ax, report: dict) -> None:
             lw=1,
             label=f"slope {power}",
         )
+
+
+def boundary_figure(scan: dict, rows: list[dict] | None = None) -> Figure:
+    """Theorem 1's step-size boundary (`boundary.boundary_scan`): the departure of dS.dT / eps
+    from A against eps at fresh inits of each scale, and along a real run; with `rows`
+    (`boundary.updates_beside_boundary`) each study point's aux-only accuracy against its mean
+    step in units of |dT| (eps_step), beside the 10 % and 50 % boundaries of the init."""
+    panels = 3 if rows else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.3), layout="constrained")
+    boundary_panel(axes[0], [(b, f"init_scale {b['init_scale']:g}") for b in scan["init_scales"]])
+    axes[0].set_title("fresh inits", fontsize=10)
+    boundary_panel(axes[1], [(b, f"after {b['step']} steps") for b in scan["training"]])
+    axes[1].set_title("along real training (aux-only student)", fontsize=10)
+    if rows:
+        _updates_panel(axes[2], scan, rows)
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(
+        r"Theorem 1's small-step condition: where $\Delta\theta_S\cdot\Delta\theta_T$"
+        r"$/\varepsilon$ leaves $A$ (dashed: 10 % and 50 %)",
+        fontsize=11,
+    )
+    return fig
+
+
+def _updates_panel(ax, scan: dict, rows: list[dict]) -> None:
+    """Aux-only accuracy against eps_step, one colour per optimizer family."""
+    families = {}
+    for row in rows:
+        config = row["config"]
+        family = config.get("student_optimizer", "adam")
+        if config.get("momentum"):
+            family += " + momentum"
+        if config.get("weight_decay"):
+            family += f" + wd ({config.get('weight_decay_mode', 'decoupled')})"
+        if config.get("student_batch_size") not in (None, config["batch_size"]):
+            family += " (batch)"
+        families.setdefault(family, []).append(row)
+    colors = plt.get_cmap("tab10")
+    for index, (family, members) in enumerate(families.items()):
+        members = [m for m in members if m["eps_step"] is not None]
+        members.sort(key=lambda m: m["eps_step"])
+        summaries = [m["accuracy"] for m in members]
+        ax.errorbar(
+            [m["eps_step"] for m in members],
+            _floats([s["mean"] for s in summaries]),
+            yerr=_ci_whiskers(summaries),
+            fmt="o-" if len(members) > 2 else "o",
+            color=colors(index),
+            capsize=2,
+            ms=4,
+            lw=1,
+            label=family,
+        )
+    reference = next((b for b in scan["init_scales"] if b["init_scale"] == 1.0), None)
+    if reference is not None:
+        for crossing, style in zip(reference["departures"], ("--", ":"), strict=False):
+            if crossing["eps"] is not None:
+                ax.axvline(crossing["eps"], color="gray", ls=style, lw=1)
+    ax.axhline(CHANCE, color="gray", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(r"mean student step $|\Delta u|\,/\,|\Delta\theta_T|$ (eps_step)")
+    ax.set_ylabel("aux-only student, test accuracy")
+    ax.set_title("the optimizers' steps (grey: 10 % and 50 % boundary at init)", fontsize=10)
