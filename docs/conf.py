@@ -44,6 +44,7 @@ API_MODULES = [
     "results",
     "theorem",
     "theorem_report",
+    "boundary",
     "sweep",
     "stats",
     "plots",
