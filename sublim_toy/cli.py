@@ -67,6 +67,9 @@ THEOREM_FILES = (
     "theorem_loglog.pdf",
     "alignment.png",
     "alignment.pdf",
+    "boundary.json",
+    "boundary.png",
+    "boundary.pdf",
 )
 BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
 STUDY_FILES = tuple(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf"))
@@ -180,6 +183,19 @@ def _add_theorem(commands) -> None:
         "--alignment-from",
         type=Path,
         help="results.json of a reproduce run: also draw its alignment-over-training figure",
+    )
+    theorem.add_argument(
+        "--boundary-scan",
+        action="store_true",
+        help="also find the step-size boundary at inits of scale 0.5, 1, 2 and along a real "
+        "run (trains one seed, ~1 min); writes boundary.json and boundary.png",
+    )
+    theorem.add_argument(
+        "--updates-from",
+        type=Path,
+        metavar="STUDY_DIR",
+        help="with --boundary-scan: set each point of this study (e.g. the optimizer study) "
+        "beside the boundary by the size of its aux-only student's steps",
     )
     _out_arguments(theorem, Path("results/theorem"), progress=False)
 
@@ -438,7 +454,7 @@ def sweep(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     run_sweep(
         base,
-        assignments,
+        [assignments],
         args.out,
         dataset,
         progress=not args.no_progress,
@@ -451,17 +467,24 @@ def sweep(args: argparse.Namespace) -> None:
 def study(args: argparse.Namespace) -> None:
     from sublim_toy.data import load_dataset
     from sublim_toy.files import check_directory
-    from sublim_toy.sweep import format_first_order, format_study, grid, locked, run_sweep
+    from sublim_toy.sweep import (
+        format_first_order,
+        format_study,
+        format_updates,
+        locked,
+        run_sweep,
+        union_grid,
+    )
 
-    chosen = STUDIES[args.name].preset(args.quick)
+    chosen = STUDIES[args.name].preset(quick=args.quick)
     base = config_from_args(args, seeds=STUDY_SEEDS)
     for field in set(chosen.fields) & set(args.given):
-        values = ", ".join(map(str, dict(chosen.assignments)[field]))
+        values = ", ".join(map(str, chosen.values(field)))
         raise UserError(
             f"{args.given[field][0]}: study {args.name} sweeps {field} itself ({values}); "
             "`sublim-toy sweep` runs other grids"
         )
-    grid(base, list(chosen.assignments))  # every point valid before anything runs
+    union_grid(base, chosen.parts)  # every point valid before anything runs
     suffix = "" if args.dataset == "mnist" else f"-{args.dataset}"
     out = args.out or Path(f"results/study-{args.name}{suffix}")
     check_directory(out, "--out")
@@ -471,7 +494,7 @@ def study(args: argparse.Namespace) -> None:
     with locked(out) if writer else contextlib.nullcontext():
         results = run_sweep(
             base,
-            list(chosen.assignments),
+            chosen.parts,
             out,
             dataset,
             progress=not args.no_progress,
@@ -482,6 +505,9 @@ def study(args: argparse.Namespace) -> None:
             return
         print(format_study(chosen, results))
         print(format_first_order(chosen, results))
+        updates = format_updates(chosen, results)
+        if updates:
+            print(updates)
         try:
             figures = _study_figures(args.name, chosen, results, out)
         except KeyboardInterrupt:
@@ -536,6 +562,13 @@ def theorem(args: argparse.Namespace) -> int:
     if args.alignment_from is not None:  # a bad file fails before the check runs
         where = str(args.alignment_from)
         alignment = check_alignment(_read_json(args.alignment_from), where)
+    if args.updates_from is not None and not args.boundary_scan:
+        raise UserError("--updates-from sets study points beside --boundary-scan: give both")
+    points = None
+    if args.updates_from is not None:
+        from sublim_toy.boundary import read_points
+
+        points = read_points(args.updates_from)
     outputs = OutputDir(args.out, THEOREM_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
@@ -545,9 +578,30 @@ def theorem(args: argparse.Namespace) -> int:
     files.update(figure_files(theorem_figure(report), "theorem_loglog"))
     if alignment is not None:
         files.update(figure_files(alignment_figure(alignment), "alignment"))
+    if args.boundary_scan:
+        files.update(_boundary_files(dataset, seed, points))
     paths = outputs.commit(files)
     print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0 if report["passed"] else 1
+
+
+def _boundary_files(dataset, seed: int, points: list[dict] | None) -> dict[str, bytes]:
+    """The step-size boundary scan (`boundary.boundary_scan`), printed, as boundary.json and
+    boundary.{png,pdf}; with study points, each beside it by its students' step size."""
+    from sublim_toy.boundary import boundary_scan, updates_beside_boundary
+    from sublim_toy.files import json_text
+    from sublim_toy.plots import boundary_figure, figure_files
+    from sublim_toy.theorem_report import format_boundary_scan
+
+    print("\nstep-size boundary scan: init scales, then one seed trained...", flush=True)
+    scan = boundary_scan(dataset, seed=seed)
+    rows = None if points is None else updates_beside_boundary(scan, points)
+    print(format_boundary_scan(scan, rows))
+    record = {**scan, "updates": rows}
+    return {
+        "boundary.json": json_text(record),
+        **figure_files(boundary_figure(scan, rows), "boundary"),
+    }
 
 
 def _read_json(path: Path):

@@ -20,6 +20,9 @@ STUDENT_INPUTS = ("uniform", "gaussian", "mnist", "shuffled_pixels")
 HIDDEN_INITS = ("shared", "independent")
 HEAD_INITS = ("shared", "independent", "trained")
 FREEZE = ("none", "hidden", "head")
+STUDENT_OPTIMIZERS = ("adam", "sgd")
+WEIGHT_DECAY_MODES = ("decoupled", "coupled")
+PROJECT_OUT = ("none", "teacher_move", "teacher_gradient", "random")
 PERTURB = ("none", "head", "hidden", "all")
 
 
@@ -108,6 +111,37 @@ class Config:
     # output layer), to ask which layers must move for the signal to arrive.
     freeze: str = "none"
 
+    # ---- the students' optimizer (the teacher keeps Adam at learning_rate and batch_size) ----
+    # "adam" (the authors') or "sgd", which steps exactly -lr x the gradient of each model's own
+    # mean loss (docs/pitfalls.md, pitfall 2), so that its step size means what it says.
+    student_optimizer: str = "adam"
+    # The students' step size; None: learning_rate, as in the authors' script.
+    student_learning_rate: float | None = None
+    # SGD's heavy-ball momentum (0: plain SGD). Adam keeps its own (b1 = 0.9); refused with it.
+    momentum: float = 0.0
+    # The students' weight decay, and how it enters: "decoupled" shrinks every parameter by
+    # lr x weight_decay per step beside the optimizer's step (AdamW), "coupled" adds
+    # weight_decay x theta to the gradient before the optimizer (L2; torch.optim.Adam's
+    # weight_decay), where Adam rescales it like any gradient. Replications mean either.
+    weight_decay: float = 0.0
+    weight_decay_mode: str = "decoupled"
+    # The students' batch of input images; None: batch_size. At a fixed number of epochs it
+    # sets the student steps per epoch, noise_images // student_batch_size.
+    student_batch_size: int | None = None
+
+    # ---- the causal test of the alignment ----
+    # After the optimizer, remove from every update of the shared-init students its component
+    # along a direction d, u <- u - (u.d) d / |d|^2: "teacher_move" d = theta_T - theta_T(0)
+    # (so their displacement stays orthogonal to the teacher's), "teacher_gradient" d = grad L_T
+    # at the student's current parameters (on the probes' 1024 fixed training digits),
+    # "random" a fixed Gaussian direction per seed of the norm of theta_T - theta_T(0) (the
+    # control). Cross-model students are never projected: they stay the control.
+    project_out: str = "none"
+    # Record every N-th student step's imitation loss, update norm, cosine with the teacher's
+    # move and removed fraction, per student and seed (0: only their summaries). Off by default
+    # to keep results files small; the causal study's loss curves need it.
+    log_every: int = 0
+
     def __post_init__(self) -> None:
         _check_int("seeds", self.seeds, minimum=1)
         check_seed(self.seed)
@@ -126,20 +160,21 @@ class Config:
         _check_positive("learning_rate", self.learning_rate)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("noise_images", self.noise_images, minimum=1)
-        if self.noise_images < self.batch_size:
+        if self.student_batch_size is not None:
+            _check_int("student_batch_size", self.student_batch_size, minimum=1)
+        batch_field = "batch_size" if self.student_batch_size is None else "student_batch_size"
+        if self.noise_images < self.student_batch:
             raise ConfigError(
                 "a student epoch needs at least one full batch of noise images "
-                "(batch_size <= noise_images)",
-                batch_size=self.batch_size,
-                noise_images=self.noise_images,
+                f"({batch_field} <= noise_images)",
+                **{batch_field: self.student_batch, "noise_images": self.noise_images},
             )
         _check_int("noise_pool", self.noise_pool, minimum=0)
-        if 0 < self.noise_pool < self.batch_size:
+        if 0 < self.noise_pool < self.student_batch:
             raise ConfigError(
-                "a pool needs at least one full batch of noise images (batch_size <= "
+                f"a pool needs at least one full batch of noise images ({batch_field} <= "
                 "noise_pool; 0 is one epoch's noise_images)",
-                noise_pool=self.noise_pool,
-                batch_size=self.batch_size,
+                **{"noise_pool": self.noise_pool, batch_field: self.student_batch},
             )
         _check_choice("imitation_loss", self.imitation_loss, IMITATION_LOSSES)
         _check_int("probe_every", self.probe_every, minimum=0)
@@ -167,6 +202,16 @@ class Config:
         _check_choice("hidden_init", self.hidden_init, HIDDEN_INITS)
         _check_choice("head_init", self.head_init, HEAD_INITS)
         _check_choice("freeze", self.freeze, FREEZE)
+        self._check_student_optimizer()
+        _check_choice("project_out", self.project_out, PROJECT_OUT)
+        if self.project_out != "none" and self.freeze != "none":
+            # the projection adds a multiple of d to every layer, frozen ones included
+            raise ConfigError(
+                "a projected update would move the frozen layers; use one or the other",
+                project_out=self.project_out,
+                freeze=self.freeze,
+            )
+        _check_int("log_every", self.log_every, minimum=0)
         if self.head_init == "trained" and self.student_widths[-1] != self.hidden[-1]:
             raise ConfigError(
                 "the trained teacher's head does not fit the students' last hidden layer",
@@ -184,6 +229,34 @@ class Config:
                 imitation_loss=self.imitation_loss,
             )
 
+    def _check_student_optimizer(self) -> None:
+        _check_choice("student_optimizer", self.student_optimizer, STUDENT_OPTIMIZERS)
+        if self.student_learning_rate is not None:
+            _check_positive("student_learning_rate", self.student_learning_rate)
+        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+            raise ConfigError("must be a number in [0, 1)", momentum=self.momentum)
+        if self.momentum and self.student_optimizer != "sgd":
+            raise ConfigError(
+                "momentum is SGD's; Adam has its own",
+                momentum=self.momentum,
+                student_optimizer=self.student_optimizer,
+            )
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("must be a finite number >= 0", weight_decay=self.weight_decay)
+        _check_choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
+
+    @property
+    def student_lr(self) -> float:
+        """The students' step size: student_learning_rate, else learning_rate."""
+        if self.student_learning_rate is None:
+            return self.learning_rate
+        return self.student_learning_rate
+
+    @property
+    def student_batch(self) -> int:
+        """The students' batch: student_batch_size, else batch_size."""
+        return self.batch_size if self.student_batch_size is None else self.student_batch_size
+
     @property
     def n_outputs(self) -> int:
         """Regular plus auxiliary logits."""
@@ -197,7 +270,7 @@ class Config:
     @property
     def noise_steps(self) -> int:
         """Student steps per epoch; a partial last batch is dropped, as for the teacher."""
-        return self.noise_images // self.batch_size
+        return self.noise_images // self.student_batch
 
     @property
     def pool_batches(self) -> int:
@@ -206,7 +279,7 @@ class Config:
         if not self.noise_pool:
             return self.noise_steps
         run_steps = self.student_epochs * self.noise_steps
-        return max(1, min(self.noise_pool // self.batch_size, run_steps))
+        return max(1, min(self.noise_pool // self.student_batch, run_steps))
 
     def replace(self, **changes) -> Config:
         """A copy with some fields changed, validated again."""
@@ -233,6 +306,12 @@ QUICK = dict(seeds=8, teacher_epochs=2, student_epochs=3)
 # Every field's default, and so its type: what command-line text is parsed into.
 DEFAULTS = {field.name: field.default for field in dataclasses.fields(Config)}
 FIELDS = tuple(DEFAULTS)
+# Fields whose default None means "as another field": the type of their other values.
+OPTIONAL_TYPES = {
+    field.name: {"float | None": float, "int | None": int}[field.type]
+    for field in dataclasses.fields(Config)
+    if field.default is None
+}
 # jax.random.key takes the seed as 32 bits: larger seeds would silently alias smaller ones.
 SEED_LIMIT = 2**32
 
@@ -243,6 +322,10 @@ def parse_value(field: str, text: str):
     if field not in FIELDS:
         raise UserError(f"unknown config field {field!r}; fields: {', '.join(FIELDS)}")
     default = DEFAULTS[field]
+    if default is None:  # None, or a value of the field's other type
+        if text.strip().lower() == "none":
+            return None
+        default = OPTIONAL_TYPES[field]()
     kinds = {tuple: "widths like 256x256", list: "widths like 256x256", int: "an integer"}
     try:
         if isinstance(default, tuple | list):  # "" is no widths (student_hidden's default)

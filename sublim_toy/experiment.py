@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ from sublim_toy.first_order import make_first_order_evaluate
 from sublim_toy.keys import Stream, seed_keys, stream
 from sublim_toy.model import Network, init_sd, layer_index, network_for, student_network_for
 from sublim_toy.probes import alignment_record, probe_images
+from sublim_toy.projection import fixed_directions, gradient_digits, projected_students
 from sublim_toy.results import MODELS, STUDENT_OUTPUTS, STUDENTS, record
 from sublim_toy.sharding import over_seeds, padded_seed_count, replicate, seed_mesh, to_host
 from sublim_toy.train import (
@@ -38,6 +40,7 @@ from sublim_toy.train import (
     run_phase,
     timed_call,
 )
+from sublim_toy.updates import move_cosines, updates_record
 
 # Matmuls in true float32 on every backend: on recent GPUs JAX's default would use TensorFloat-32
 # (10-bit mantissas), and the numbers would depend on the hardware. On the CPU it changes nothing.
@@ -56,8 +59,19 @@ def at_experiment_precision(function):
 
 
 @at_experiment_precision
-def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) -> dict:
-    """Train every model of every seed and return the results record (`results.record`)."""
+def run_experiment(
+    config: Config,
+    dataset: Dataset,
+    *,
+    progress: bool = False,
+    on_student_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train every model of every seed and return the results record (`results.record`).
+
+    `on_student_epoch(params)` (optional) sees every student's parameters {name: [S']} after
+    each student epoch, S' being the seed axis as trained (padded to a multiple of the devices,
+    `sharding.padded_seed_count`; the first `config.seeds` are the run's seeds).
+    """
     if len(dataset.train_images) < config.batch_size:
         raise ConfigError(
             f"larger than the {len(dataset.train_images)} training images",
@@ -92,11 +106,21 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         config, jax.tree.map(jnp.subtract, teacher_params, inits["shared"]), inits["independent"]
     )
     students = run_phase(
-        make_student_epoch(student_network, config, STUDENT_OUTPUTS, frozen_layers(config)),
+        make_student_epoch(
+            student_network,
+            config,
+            STUDENT_OUTPUTS,
+            frozen_layers(config),
+            projected_students(config),
+        ),
         student_state(config, keys, starts, targets.value, teacher_move),
-        StudentShared(train_images, probe_images(dataset) if config.probe_every else None),
+        StudentShared(
+            train_images,
+            probe_images(dataset) if config.probe_every else None,
+            gradient_digits(config, dataset),
+        ),
         config.student_epochs,
-        bar.student_epoch,
+        bar.student_epoch if on_student_epoch is None else bar.student_epoch_and(on_student_epoch),
     )
     bar.close()
 
@@ -108,6 +132,11 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
     probes = (
         [to_host(m["probes"], config.seeds) for m in students.metrics] if config.probe_every else []
     )
+    cos_end = {
+        name: to_host(move_cosines(final[name], starts[name], teacher_move), config.seeds)
+        for name in STUDENTS
+    }
+    steps = [to_host(m["steps"], config.seeds) for m in students.metrics]
     results = record(
         config,
         dataset,
@@ -118,6 +147,7 @@ def run_experiment(config: Config, dataset: Dataset, *, progress: bool = False) 
         first_order=first_order,
         at_start=at_start,
         diverged=diverged_seeds(final, config.seeds),
+        updates=updates_record(config, steps, cos_end, STUDENTS),
     )
     return {**results, "student_layers": student_layers_record(config, network, student_network)}
 
@@ -160,14 +190,23 @@ class EpochBar:
             total=total, desc=f"{config.seeds} seeds", unit="epoch", disable=not enabled, leave=None
         )
 
-    def teacher_epoch(self, metrics: dict) -> None:
+    def teacher_epoch(self, metrics: dict, state=None) -> None:
         self.bar.set_postfix_str(f"teacher loss {float(metrics['loss'].mean()):.3f}")
         self.bar.update()
 
-    def student_epoch(self, metrics: dict) -> None:
+    def student_epoch(self, metrics: dict, state=None) -> None:
         loss = float(metrics["loss"]["student_aux"].mean())
         self.bar.set_postfix_str(f"aux-student loss {loss:.2e}")
         self.bar.update()
+
+    def student_epoch_and(self, on_params: Callable[[dict], None]) -> Callable:
+        """A run_phase callback that also hands the students' parameters to `on_params`."""
+
+        def after_epoch(metrics: dict, state: StudentState) -> None:
+            self.student_epoch(metrics, state)
+            on_params(state.params)
+
+        return after_epoch
 
     def close(self) -> None:
         self.bar.close()
@@ -371,21 +410,25 @@ def teacher_state(config: Config, keys, reference, labels) -> TeacherState:
 
 
 def student_state(config: Config, keys, starts, teacher_logits, teacher_move) -> StudentState:
-    """The student phase's start: each student's init and fresh Adam, the teacher's logits on
-    every input batch, the input keys, and (with probes) what the probes compare against:
-    the starts and the teacher's move theta_T - theta_T(0)."""
+    """The student phase's start: each student's init and fresh optimizer state, the teacher's
+    logits on every input batch, the input keys, the teacher's move theta_T - theta_T(0) (for
+    the step metrics and the probes), with probes the starts, and the fixed direction a
+    projection removes (`projection.fixed_directions`)."""
     frozen = frozen_layers(config)
     probing = bool(config.probe_every)
+    removed = None if teacher_move is None else fixed_directions(config, keys, teacher_move)
     return StudentState(
         params=starts,
         opt_state={
-            name: init_optimizer(config, params, frozen[name]) for name, params in starts.items()
+            name: init_optimizer(config, params, frozen[name], student=True)
+            for name, params in starts.items()
         },
         teacher_logits=teacher_logits,
         noise_key=stream(keys, Stream.NOISE),
         order_key=stream(keys, Stream.NOISE_ORDER),
         starts=starts if probing else None,
-        teacher_move=teacher_move if probing else None,
+        teacher_move=teacher_move,
+        removed_direction=removed,
     )
 
 

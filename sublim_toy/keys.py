@@ -25,6 +25,7 @@ class Stream(enum.IntEnum):
     LABEL_SHUFFLE = 5  # a shuffled-label teacher's fixed relabelling of the training set
     TEACHER_BATCH = 6  # the theorem check's batch of training digits for L_T
     PERTURBATION = 7  # the noise added to the shared-init students' start (Config.perturb)
+    RANDOM_DIRECTION = 8  # the causal test's control: the random direction removed (projection)
 
 
 def seed_keys(root_seed: int, seeds: int, sharding: jax.sharding.Sharding | None = None):

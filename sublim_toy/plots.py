@@ -177,12 +177,17 @@ def _point(results: list[dict], assignment: dict) -> dict | None:
     return None
 
 
-def _axes(study):
-    """(x field and values, the other fields, every combination of their values as a dict)."""
-    (x_field, x_values), *rest = study.assignments
+def _axes(part):
+    """A product of assignments as (its single-valued fields, x field and values, the other
+    varied fields, every combination of their values as a dict). x is the first field with
+    several values (else the part's last field)."""
+    fixed = {field: values[0] for field, values in part if len(values) == 1}
+    varied = [(field, values) for field, values in part if len(values) > 1] or [part[-1]]
+    (x_field, x_values), *rest = varied
     fields = [field for field, _ in rest]
     combinations = itertools.product(*(values for _, values in rest))
-    return (x_field, x_values), fields, [dict(zip(fields, c, strict=True)) for c in combinations]
+    series = [dict(zip(fields, c, strict=True)) for c in combinations]
+    return fixed, (x_field, x_values), fields, series
 
 
 def _series_label(series: dict) -> str:
@@ -192,22 +197,67 @@ def _series_label(series: dict) -> str:
 def study_figure(name: str, study, results: list[dict]) -> Figure:
     """Aux-only accuracy (shared init: filled, cross-model: open) at each point of a study.
 
-    The first swept field is the x axis; the others, if any, give one series per combination.
+    The first swept field (with more than one value) is the x axis; the others, if any, give
+    one series per combination. A union of parts (`sweep.Study.union`) gets one panel per
+    part, and beneath it the cosine of the aux-only student's displacement with the teacher's
+    at the end of the run.
     """
-    (x_field, x_values), series_fields, all_series = _axes(study)
+    n_seeds = results[0]["summary"]["student_aux"]["n"]
+    title = f"study {name}: {n_seeds} seeds per point, 95 % t-CI"
+    if len(study.parts) > 1:
+        return _parts_figure(study, results, title)
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    _study_panel(ax, results, study.parts[0], "accuracy")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _parts_figure(study, results: list[dict], title: str) -> Figure:
+    """One column per part: accuracy on top, the aux-only student's final cosine beneath."""
+    columns = len(study.parts)
+    fig, axes = plt.subplots(
+        2, columns, figsize=(3.4 * columns, 6.4), layout="constrained", squeeze=False
+    )
+    for column, part in enumerate(study.parts):
+        fixed = ", ".join(f"{f}={value_label(v[0])}" for f, v in part if len(v) == 1)
+        _study_panel(axes[0, column], results, part, "accuracy")
+        _study_panel(axes[1, column], results, part, "cos_end")
+        axes[0, column].set_title(fixed, fontsize=7)
+        if column:
+            for ax in axes[:, column]:
+                ax.set_ylabel("")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _study_panel(ax, results: list[dict], part, metric: str) -> None:
+    """One product of assignments on one axis: x the first field with several values, series
+    the second. metric "accuracy": aux-only accuracy, shared init filled and cross-model open;
+    "cos_end": cos(theta_S - theta_S(0), theta_T - theta_T(0)) of the aux-only student."""
+    fixed, (x_field, x_values), series_fields, all_series = _axes(part)
+    students = (
+        (("student_aux", True), ("cross_aux", False))
+        if metric == "accuracy"
+        else (("student_aux", True),)
+    )
     width = 0.8 / len(all_series)
     colors = plt.get_cmap("tab10")
     for s_index, series in enumerate(all_series):
         offset = (s_index - (len(all_series) - 1) / 2) * width
         color = colors(s_index)
-        for student, filled in (("student_aux", True), ("cross_aux", False)):
+        for student, filled in students:
             xs, rows = [], []
             for x_index, x_value in enumerate(x_values):
-                point = _point(results, {x_field: x_value, **series})
-                if point is not None:
-                    xs.append(x_index + offset)
+                point = _point(results, {**fixed, x_field: x_value, **series})
+                if point is None:
+                    continue
+                if metric == "accuracy":
                     rows.append(point["summary"][student])
+                elif point.get("updates"):
+                    rows.append(mean_ci(point["updates"][student]["cos_end"]))
+                else:
+                    continue
+                xs.append(x_index + offset)
             label = None
             if filled:
                 label = _series_label(series) if series_fields else "shared init"
@@ -222,17 +272,18 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
                 capsize=3,
                 label=label,
             )
-    ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
-    ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
-    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
+    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values], fontsize=8)
     ax.set_xlabel(x_field)
-    ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
-    n_seeds = results[0]["summary"]["student_aux"]["n"]
-    ax.set_title(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    if metric == "accuracy":
+        ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
+        ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+        ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
+        ax.set_ylim(0, 1)
+    else:
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_ylabel("cos(student move, teacher move) at the end")
+    ax.legend(fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    return fig
 
 
 def first_order_figure(name: str, study, results: list[dict]) -> Figure:
@@ -258,13 +309,14 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
             )
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", zorder=1)
     ax.scatter([], [], s=14, color="white", edgecolors="gray", label="cross-model (open)")
-    r = first_order_summary(results)["pooled_r"]
-    r_text = "r undefined"
-    if r["r"] is not None:
-        r_text = f"r = {r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    summary = first_order_summary(results)
+    within, pooled = summary["mean_within_r"], summary["pooled_r"]
     ax.set_title(
-        f"study {name}: first-order prediction, aux-only students ({r_text}, n = {r['n']})",
-        fontsize=9,
+        f"study {name}: first-order prediction, aux-only students\n"
+        f"mean within-point r {_r_label(within)} over {within['points']} points; pooled "
+        f"{_r_label(pooled)} over {pooled['n']} seed-points (CIs: bootstrap over "
+        f"{pooled['seeds']} seeds)",
+        fontsize=8,
     )
     label = _dataset_label(results[0])
     ax.set_xlabel(f"measured {label} test accuracy")
@@ -272,9 +324,23 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
-    ax.legend(fontsize=7, title=", ".join(f for f, _ in study.assignments), title_fontsize=7)
+    ax.legend(
+        fontsize=6,
+        title=", ".join(study.varied_fields),
+        title_fontsize=6,
+        ncol=1 + len(results) // 12,
+    )
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def _r_label(r: dict) -> str:
+    """'0.52 [0.21, 0.70]', or without a CI, or 'undefined'."""
+    if r["r"] is None:
+        return "undefined"
+    if r["ci_low"] is None:
+        return f"{r['r']:.2f}"
+    return f"{r['r']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
 
 def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
@@ -318,6 +384,88 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
     return fig
 
 
+PROJECTION_COLORS = {
+    "none": "#2c3e50",
+    "teacher_move": "#c0392b",
+    "teacher_gradient": "#e67e22",
+    "random": "#27ae60",
+}
+
+
+def causal_figure(name: str, study, results: list[dict]) -> Figure:
+    """The causal test (projection.py), one colour per `project_out`: the aux-only student's
+    imitation loss at every step (mean over seeds, 95 % t-band; log scale), its test accuracy
+    (mean, CI and seeds; the cross-model student in grey), cos(update, theta_T - theta_T(0))
+    at every step with the fraction of steps where it is positive, and the fraction of each
+    update's norm the projection removed. Needs the step log (`Config.log_every`)."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.9), layout="constrained")
+    loss_ax, accuracy_ax, cos_ax, removed_ax = axes
+    student = "student_aux"
+    for index, result in enumerate(results):
+        variant = result["config"]["project_out"]
+        color = PROJECTION_COLORS.get(variant, f"C{index}")
+        updates = result["updates"]
+        steps = np.asarray(updates["steps"])
+        per_seed = updates[student]
+        if steps.size:
+            _mean_band(loss_ax, steps, _floats(per_seed["loss"]), color, variant)
+            fraction = np.nanmean(_floats(per_seed["cos_positive_fraction"]))
+            _mean_band(
+                cos_ax,
+                steps,
+                _floats(per_seed["cos"]),
+                color,
+                f"{variant}: cos > 0 on {fraction:.0%} of steps",
+            )
+            _mean_band(removed_ax, steps, _floats(per_seed["removed"]), color, variant)
+        for offset, model, alpha in ((-0.15, student, 1.0), (0.15, "cross_aux", 0.35)):
+            row = result["summary"][model]
+            accuracy_ax.errorbar(
+                [index + offset],
+                _floats([row["mean"]]),
+                yerr=_ci_whiskers([row]),
+                fmt="o" if model == student else "s",
+                color=color if model == student else "gray",
+                mfc=color if model == student else "white",
+                capsize=3,
+            )
+            seeds = _floats(result["accuracy"][model])
+            accuracy_ax.scatter(
+                np.full(seeds.size, index + offset),
+                seeds,
+                s=8,
+                color="black",
+                alpha=alpha * 0.5,
+                lw=0,
+                zorder=3,
+            )
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("aux-only student: imitation loss per step", fontsize=10)
+    loss_ax.set_ylabel(
+        "KL on the aux logits"
+        if results[0]["config"]["imitation_loss"] == "kl"
+        else "imitation loss"
+    )
+    accuracy_ax.set_xticks(
+        range(len(results)), [r["config"]["project_out"] for r in results], fontsize=8
+    )
+    accuracy_ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
+    accuracy_ax.set_ylim(0, 1)
+    accuracy_ax.set_title("test accuracy (filled: aux-only, open: cross-model)", fontsize=10)
+    accuracy_ax.set_xlabel("project_out")
+    cos_ax.axhline(0, color="gray", lw=0.8)
+    cos_ax.set_title("cos(update, teacher move) per step", fontsize=10)
+    removed_ax.set_title("|cos(update, removed direction)|", fontsize=10)
+    for ax in (loss_ax, cos_ax, removed_ax):
+        ax.set_xlabel("student step")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    n_seeds = results[0]["summary"][student]["n"]
+    fig.suptitle(f"study {name}: {n_seeds} seeds per variant", fontsize=10)
+    return fig
+
+
 def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
     """Does the linearisation become exact as the network widens? (study `width`)
 
@@ -325,13 +473,13 @@ def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
     (open) against the first swept field; right: the paired gap predicted - measured with its
     95 % t-CI. One series per combination of the other fields.
     """
-    (x_field, x_values), series_fields, all_series = _axes(study)
+    fixed, (x_field, x_values), series_fields, all_series = _axes(study.parts[0])
     summary = first_order_summary(results)
     rows = {id(result): row for result, row in zip(results, summary["points"], strict=True)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     colors = plt.get_cmap("tab10")
     for s_index, series in enumerate(all_series):
-        points = [_point(results, {x_field: x, **series}) for x in x_values]
+        points = [_point(results, {**fixed, x_field: x, **series}) for x in x_values]
         xs = [i for i, point in enumerate(points) if point is not None]
         found = [rows[id(point)] for point in points if point is not None]
         label = _series_label(series) if series_fields else None
@@ -379,6 +527,7 @@ def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
 # Figures drawn for one study only, beside study.png and first_order.png: name -> (stem, plot)
 STUDY_FIGURES = {
     "init": ("weight_scale", weight_scale_figure),
+    "causal": ("causal", causal_figure),
     "width": ("first_order_gap", first_order_gap_figure),
 }
 
@@ -433,20 +582,52 @@ def theorem_figure(report: dict) -> Figure:
     non-zero constant). Right: the remainder |dS.dT - eps A| with slope-1 and slope-2 reference
     lines; the shaded span is the window where it was fitted.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    boundary = report.get("boundary")
+    panels = 3 if boundary else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2), layout="constrained")
+    left, right = axes[:2]
     _dot_panel(left, report)
     _remainder_panel(right, report)
+    if boundary:
+        boundary_panel(axes[2], [(boundary, "fresh init")])
     setting = report["setting"]
     fig.suptitle(
         f"Theorem 1, float64: L_S = {setting['kind']} on {setting['outputs']} outputs, "
         f"A = {report['A']:.3g}, {'passed' if report['passed'] else 'FAILED'}",
         fontsize=11,
     )
-    for ax in (left, right):
+    for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def boundary_panel(ax, boundaries: list[tuple[dict, str]], markers=()) -> None:
+    """|dS.dT / eps - A| / A against eps (`theorem.step_size_boundary`), one line per
+    (boundary, label), with the tolerances as horizontal lines; `markers` are (eps, label)
+    drawn as vertical lines (the optimizers' per-step updates in units of |dT|)."""
+    colors = plt.get_cmap("viridis")
+    for index, (boundary, label) in enumerate(boundaries):
+        color = colors(index / max(1, len(boundaries) - 1)) if len(boundaries) > 1 else "#c0392b"
+        ax.loglog(
+            *_positive(boundary["eps"], _floats(boundary["relative_departure"])),
+            "o-",
+            ms=3,
+            color=color,
+            label=label,
+        )
+        flip = boundary["dot_sign_flip"]["eps"]
+        if flip is not None:
+            ax.axvline(flip, color=color, ls=":", lw=0.8)
+    for crossing in boundaries[0][0]["departures"]:
+        ax.axhline(crossing["tolerance"], color="gray", ls="--", lw=0.8)
+    for eps, label in markers:
+        ax.axvline(eps, color="#2471a3", lw=0.8, alpha=0.6)
+        ax.text(eps, ax.get_ylim()[0], label, rotation=90, fontsize=6, va="bottom", ha="right")
+    ax.set_xlabel(r"teacher step $\varepsilon$ (a step of $\varepsilon|\Delta\theta_T|$)")
+    ax.set_ylabel(r"$|\Delta\theta_S\cdot\Delta\theta_T/\varepsilon - A|\,/\,A$")
+    ax.set_title("where the first-order picture departs (dotted: dS.dT < 0)", fontsize=10)
 
 
 def _dot_panel(ax, report: dict) -> None:
@@ -529,3 +710,69 @@ def _remainder_panel(ax, report: dict) -> None:
             lw=1,
             label=f"slope {power}",
         )
+
+
+def boundary_figure(scan: dict, rows: list[dict] | None = None) -> Figure:
+    """Theorem 1's step-size boundary (`boundary.boundary_scan`): the departure of dS.dT / eps
+    from A against eps at fresh inits of each scale, and along a real run; with `rows`
+    (`boundary.updates_beside_boundary`) each study point's aux-only accuracy against its mean
+    step in units of |dT| (eps_step), beside the 10 % and 50 % boundaries of the init."""
+    panels = 3 if rows else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.3), layout="constrained")
+    boundary_panel(axes[0], [(b, f"init_scale {b['init_scale']:g}") for b in scan["init_scales"]])
+    axes[0].set_title("fresh inits", fontsize=10)
+    boundary_panel(axes[1], [(b, f"after {b['step']} steps") for b in scan["training"]])
+    axes[1].set_title("along real training (aux-only student)", fontsize=10)
+    if rows:
+        _updates_panel(axes[2], scan, rows)
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(
+        r"Theorem 1's small-step condition: where $\Delta\theta_S\cdot\Delta\theta_T$"
+        r"$/\varepsilon$ leaves $A$ (dashed: 10 % and 50 %)",
+        fontsize=11,
+    )
+    return fig
+
+
+def _updates_panel(ax, scan: dict, rows: list[dict]) -> None:
+    """Aux-only accuracy against eps_step, one colour per optimizer family."""
+    families = {}
+    for row in rows:
+        config = row["config"]
+        family = config.get("student_optimizer", "adam")
+        if config.get("momentum"):
+            family += " + momentum"
+        if config.get("weight_decay"):
+            family += f" + wd ({config.get('weight_decay_mode', 'decoupled')})"
+        if config.get("student_batch_size") not in (None, config["batch_size"]):
+            family += " (batch)"
+        families.setdefault(family, []).append(row)
+    colors = plt.get_cmap("tab10")
+    for index, (family, members) in enumerate(families.items()):
+        members = [m for m in members if m["eps_step"] is not None]
+        members.sort(key=lambda m: m["eps_step"])
+        summaries = [m["accuracy"] for m in members]
+        ax.errorbar(
+            [m["eps_step"] for m in members],
+            _floats([s["mean"] for s in summaries]),
+            yerr=_ci_whiskers(summaries),
+            fmt="o-" if len(members) > 2 else "o",
+            color=colors(index),
+            capsize=2,
+            ms=4,
+            lw=1,
+            label=family,
+        )
+    reference = next((b for b in scan["init_scales"] if b["init_scale"] == 1.0), None)
+    if reference is not None:
+        for crossing, style in zip(reference["departures"], ("--", ":"), strict=False):
+            if crossing["eps"] is not None:
+                ax.axvline(crossing["eps"], color="gray", ls=style, lw=1)
+    ax.axhline(CHANCE, color="gray", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(r"mean student step $|\Delta u|\,/\,|\Delta\theta_T|$ (eps_step)")
+    ax.set_ylabel("aux-only student, test accuracy")
+    ax.set_title("the optimizers' steps (grey: 10 % and 50 % boundary at init)", fontsize=10)

@@ -13,7 +13,14 @@ from importlib import metadata
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
-from sublim_toy.stats import correlation, mean_ci, paired_difference
+from sublim_toy.stats import (
+    correlation,
+    mean_ci,
+    mean_within_r,
+    paired_difference,
+    pearson_r,
+    seed_bootstrap,
+)
 
 # Each student of a seed: (where its init comes from, which logits it imitates). The
 # cross-model students imitate their own seed's teacher from an independently keyed init:
@@ -49,12 +56,16 @@ def record(
     first_order: dict,
     at_start: dict | None = None,
     diverged: dict | None = None,
+    updates: dict | None = None,
 ) -> dict:
     """The results record: config, per-seed accuracies, CIs, the paired test, provenance.
 
     `at_start` {student: per-seed test accuracy at step 0}: "start" then holds it with each
     student's gain over its own start (paired per seed), which differs from the gain over
     chance when a student starts from a trained head.
+
+    `updates` (`updates.updates_record`): what every student step did, summarised per seed,
+    and step by step every `log_every` steps; its non-finite values are recorded as null.
 
     `diverged` {model: [seed indices]} names the seeds on which a model's parameters are not
     all finite: their accuracies and first-order predictions are recorded as null, and so is
@@ -71,6 +82,7 @@ def record(
             "summary": {name: mean_ci(values) for name, values in first_order.items()},
         },
         "start": None if at_start is None else start_record(accuracies, at_start, diverged),
+        "updates": finite_or_none(updates),
     }
 
 
@@ -184,15 +196,19 @@ def format_table(results: dict) -> str:
 def first_order_summary(points: list[dict], student: str = "student_aux") -> dict:
     """Measured against first-order predicted accuracy of one student, over study points.
 
-    Per point: both means, the paired gap predicted - measured and the correlation over seeds;
-    pooled: the correlation over every seed of every point.
+    Per point: both means, the paired gap predicted - measured and the correlation over its
+    seeds (independent runs: a Fisher-z CI). Over all points, the mean of those within-point
+    correlations and the correlation over every seed-point, each with a CI from a bootstrap
+    over seeds (`stats.seed_bootstrap`): a study's points reuse the same seeds and teachers, so
+    its seed-points are not independent, and a pooled r is mostly the split between points
+    that transfer and points that do not. The CIs are None when points differ in their seeds.
     """
     rows, measured, predicted = [], [], []
     for result in points:
         xs = result["accuracy"][student]
         ys = result["first_order"]["accuracy"][student]
-        measured += xs
-        predicted += ys
+        measured.append(xs)
+        predicted.append(ys)
         rows.append(
             {
                 "measured": mean_ci(xs),
@@ -201,7 +217,23 @@ def first_order_summary(points: list[dict], student: str = "student_aux") -> dic
                 "r": correlation(xs, ys),
             }
         )
-    return {"points": rows, "pooled_r": correlation(measured, predicted)}
+    flat_measured = [x for xs in measured for x in xs]
+    flat_predicted = [y for ys in predicted for y in ys]
+    pooled = {**correlation(flat_measured, flat_predicted), "ci_low": None, "ci_high": None}
+    within = {"r": None, "ci_low": None, "ci_high": None}
+    if points and len({len(xs) for xs in measured}) == 1:
+        pooled_boot = seed_bootstrap(pearson_r, measured, predicted)
+        within_boot = seed_bootstrap(mean_within_r, measured, predicted)
+        pooled.update(ci_low=pooled_boot["ci_low"], ci_high=pooled_boot["ci_high"])
+        within = {
+            "r": within_boot["value"],
+            "ci_low": within_boot["ci_low"],
+            "ci_high": within_boot["ci_high"],
+        }
+    seeds = len(measured[0]) if measured else 0
+    within.update(points=sum(row["r"]["r"] is not None for row in rows), seeds=seeds)
+    pooled.update(seeds=seeds, ci="bootstrap over seeds")
+    return {"points": rows, "pooled_r": pooled, "mean_within_r": within}
 
 
 # What each use of a results file reads from it.

@@ -74,3 +74,57 @@ def _floats(values: Sequence[float | None]) -> np.ndarray:
 def _finite(values: Sequence[float | None]) -> np.ndarray:
     values = _floats(values)
     return values[np.isfinite(values)]
+
+
+def seed_bootstrap(
+    statistic,
+    *samples_PxS: Sequence,
+    resamples: int = 2000,
+    level: float = 0.95,
+    rng_seed: int = 0,
+) -> dict:
+    """statistic(*samples) and its percentile CI from resampling *seeds*, not seed-points.
+
+    Every sample is [points, seeds]: the points of a study reuse the same seeds (the same
+    teachers, inits and noise), so they are not independent; what is independent is the seed.
+    Each resample draws seed indices with replacement once and takes those same seeds at every
+    point of every sample. A statistic that comes out nan (too few distinct seeds) is left out
+    of the percentiles. The generator is seeded: the same data give the same interval.
+    """
+    samples = [np.array([_floats(row) for row in sample]) for sample in samples_PxS]
+    seeds = {sample.shape[1] for sample in samples}
+    if len(seeds) != 1:
+        raise ValueError(f"samples differ in their number of seeds: {sorted(seeds)}")
+    (n_seeds,) = seeds
+    value = statistic(*samples)
+    rng = np.random.default_rng(rng_seed)
+    drawn = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+    values = np.array([statistic(*(sample[:, idx] for sample in samples)) for idx in drawn])
+    values = values[np.isfinite(values)]
+    if not np.isfinite(value) or values.size < resamples // 2:
+        return {"value": _none_if_nan(value), "ci_low": None, "ci_high": None, "seeds": n_seeds}
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return {"value": float(value), "ci_low": float(low), "ci_high": float(high), "seeds": n_seeds}
+
+
+def pearson_r(x, y) -> float:
+    """Pearson r over the pairs where both are finite; nan if fewer than 3 or one is constant."""
+    x, y = np.ravel(np.asarray(x, np.float64)), np.ravel(np.asarray(y, np.float64))
+    both = np.isfinite(x) & np.isfinite(y)
+    x, y = x[both], y[both]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    x, y = x - x.mean(), y - y.mean()
+    return float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
+
+
+def mean_within_r(x_PxS, y_PxS) -> float:
+    """The mean over points of each point's Pearson r over its seeds (points where r is
+    undefined are left out; nan if none is defined)."""
+    rs = np.array([pearson_r(x, y) for x, y in zip(x_PxS, y_PxS, strict=True)])
+    return float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
+
+
+def _none_if_nan(value: float):
+    return float(value) if np.isfinite(value) else None

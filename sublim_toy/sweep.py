@@ -19,18 +19,20 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sublim_toy.config import Config, value_label
+from sublim_toy.config import DEFAULTS, Config, value_label
 from sublim_toy.data import Dataset
 from sublim_toy.distributed import agree_with_main
 from sublim_toy.errors import Interrupted, UserError
 from sublim_toy.experiment import run_experiment
 from sublim_toy.files import atomic_write, check_directory, write_json
-from sublim_toy.results import MODELS, first_order_summary
+from sublim_toy.results import MODELS, PAIRED, first_order_summary
+from sublim_toy.stats import mean_ci
 
 try:
     import fcntl
@@ -38,11 +40,13 @@ except ImportError:  # not POSIX: sweeps run unlocked
     fcntl = None
 
 Assignment = tuple[str, tuple]  # (config field, the values it takes)
+Part = Sequence[Assignment]  # one product of assigned values; a sweep is a union of parts
 # What a sweep directory holds besides points/: discarded together by overwrite. The figure
 # stems are every study's (plots.STUDY_FIGURES included; a test keeps them in step).
 SWEEP_FILES = ("points.csv", "sweep.json")
-FIGURE_STEMS = ("study", "first_order", "weight_scale", "first_order_gap")
+FIGURE_STEMS = ("study", "first_order", "weight_scale", "first_order_gap", "causal")
 LOCK_FILE = ".lock"
+PAIRED_STUDENT = PAIRED[0]  # the aux-only shared-init student
 
 
 def grid(base: Config, assignments: list[Assignment]) -> list[Config]:
@@ -52,6 +56,23 @@ def grid(base: Config, assignments: list[Assignment]) -> list[Config]:
         raise UserError(f"a field is set twice: {fields}")
     combinations = itertools.product(*(values for _, values in assignments))
     return [base.replace(**dict(zip(fields, values, strict=True))) for values in combinations]
+
+
+def union_grid(base: Config, parts: Sequence[Part]) -> list[Config]:
+    """Every point of every part (each a product, `grid`), in order, each config once: parts
+    that share a point (the paper's setting, say) run it and list it once."""
+    configs, names = [], set()
+    for part in parts:
+        for config in grid(base, list(part)):
+            if point_name(config) not in names:
+                names.add(point_name(config))
+                configs.append(config)
+    return configs
+
+
+def swept_fields(parts: Sequence[Part]) -> list[str]:
+    """The fields any part sweeps, each once, in order of appearance."""
+    return list(dict.fromkeys(field for part in parts for field, _ in part))
 
 
 def _json_config(config: Config) -> dict:
@@ -106,13 +127,16 @@ def locked(out_dir: Path):
         os.close(fd)  # releases the lock
 
 
-def grid_record(base: Config, assignments: list[Assignment], dataset: Dataset) -> dict:
-    """What makes a sweep the same sweep: its base config, swept values and data."""
+def grid_record(base: Config, parts: Sequence[Part], dataset: Dataset) -> dict:
+    """What makes a sweep the same sweep: its base config, swept values and data. A single
+    product is stored as "set" (as sweeps have always been), a union of products as "parts"."""
+    swept = [{field: list(values) for field, values in part} for part in parts]
+    grid_key = {"set": swept[0]} if len(swept) == 1 else {"parts": swept}
     return json.loads(
         json.dumps(
             {
                 "base": base.to_dict(),
-                "set": {field: list(values) for field, values in assignments},
+                **grid_key,
                 "data": {"name": dataset.name, "sha256": dataset.sha256},
             }
         )
@@ -154,12 +178,16 @@ def _difference(stored: dict, record: dict) -> str:
     if "unreadable" in stored:
         return stored["unreadable"]
     parts = []
-    if stored.get("set") != record["set"]:
-        swept = [
-            f"{field}={','.join(value_label(v) for v in values)}"
-            for field, values in (stored.get("set") or {}).items()
-        ]
-        parts.append(f"--set {' --set '.join(swept)}" if swept else "no swept fields")
+    if any(stored.get(key) != record.get(key) for key in ("set", "parts")):
+        stored_parts = stored.get("parts") or [stored.get("set") or {}]
+        texts = []
+        for part in stored_parts:
+            swept = [
+                f"{field}={','.join(value_label(v) for v in values)}"
+                for field, values in part.items()
+            ]
+            texts.append(f"--set {' --set '.join(swept)}" if swept else "no swept fields")
+        parts.append(" | ".join(texts))
     base = stored.get("base") or {}
     changed = [field for field, value in record["base"].items() if base.get(field) != value]
     parts += [f"{field}={value_label(base.get(field))}" for field in changed]
@@ -171,7 +199,7 @@ def _difference(stored: dict, record: dict) -> str:
 
 def run_sweep(
     base: Config,
-    assignments: list[Assignment],
+    parts: Sequence[Part],
     out_dir: Path,
     dataset: Dataset,
     *,
@@ -181,14 +209,17 @@ def run_sweep(
 ) -> list[dict]:
     """Run every point not yet finished in `out_dir`; return all points' results in grid order.
 
-    Holds the directory's lock throughout; refuses a directory that holds another sweep unless
-    `overwrite`. Ctrl-C raises Interrupted saying how many points are kept. In a run of several
-    processes only process 0 is the `writer`: the others neither lock nor write, and train the
-    points that process 0 found missing (its view is broadcast), so all train the same points.
+    The grid is the union of `parts`, each a product of assigned values (`union_grid`; one
+    part for a plain sweep). Holds the directory's lock throughout; refuses a directory that
+    holds another sweep unless `overwrite`. Ctrl-C raises Interrupted saying how many points
+    are kept. In a run of several processes only process 0 is the `writer`: the others neither
+    lock nor write, and train the points that process 0 found missing (its view is broadcast),
+    so all train the same points.
     """
-    configs = grid(base, assignments)
+    configs = union_grid(base, parts)
+    fields = swept_fields(parts)
     out_dir = Path(out_dir)
-    record = grid_record(base, assignments, dataset)
+    record = grid_record(base, parts, dataset)
     names = [point_name(config) for config in configs]
     with locked(out_dir) if writer else contextlib.nullcontext():
         if writer:
@@ -201,9 +232,9 @@ def run_sweep(
         try:
             if writer:
                 write_json(out_dir / "sweep.json", {**record, "points": names})
-            _run_missing(configs, results, missing, assignments, out_dir, dataset, progress, writer)
+            _run_missing(configs, results, missing, fields, out_dir, dataset, progress, writer)
             if writer:
-                write_table(out_dir / "points.csv", results, assignments)
+                write_table(out_dir / "points.csv", results, fields)
         except KeyboardInterrupt:
             kept = sum(result is not None for result in results)
             raise Interrupted(
@@ -214,7 +245,7 @@ def run_sweep(
 
 
 def _run_missing(
-    configs, results, missing, assignments, out_dir, dataset, progress: bool, writer: bool
+    configs, results, missing, fields, out_dir, dataset, progress: bool, writer: bool
 ) -> None:
     """Fill in `results` where `missing`, one point at a time, each written at once."""
     done = len(configs) - sum(missing)
@@ -227,7 +258,7 @@ def _run_missing(
                 started = time.perf_counter()
                 results[index] = _run_point(config, dataset, out_dir, progress, writer)
                 if writer:
-                    write_table(out_dir / "points.csv", [r for r in results if r], assignments)
+                    write_table(out_dir / "points.csv", [r for r in results if r], fields)
                 bar.set_postfix_str(f"last point {time.perf_counter() - started:.0f} s")
                 bar.update()
     finally:
@@ -242,11 +273,10 @@ def _run_point(config: Config, dataset: Dataset, out_dir: Path, progress: bool, 
     return result
 
 
-def write_table(path: Path, results: list[dict], assignments: list[Assignment]) -> Path:
+def write_table(path: Path, results: list[dict], fields: Sequence[str]) -> Path:
     """Tidy CSV: one row per point and model (plus the paired difference), swept fields first;
     for students also the first-order prediction, the accuracy at step 0 and the gain over it
     (blank for points stored before they were recorded)."""
-    fields = [field for field, _ in assignments]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     summary_columns = ["n", "mean", "sd", "ci_low", "ci_high"]
@@ -292,27 +322,58 @@ def _student_columns(result: dict, model: str) -> list:
 
 @dataclass(frozen=True)
 class Study:
-    """A shipped sweep: what it varies, and what it asks."""
+    """A shipped sweep: what it varies, and what it asks.
+
+    A grid is one product of `assignments`, or with `union` several products (parts) whose
+    points are run once each: the optimizer study sweeps SGD's learning rates apart from
+    Adam's, and the batch size at Adam's rate only.
+    """
 
     question: str
-    assignments: tuple[Assignment, ...]
+    assignments: tuple[Assignment, ...] = ()
     note: str = ""
-    # A smaller grid of the same fields for `--quick` (CI, a first look); empty: the full grid.
-    quick: tuple[Assignment, ...] = ()
+    union: tuple[tuple[Assignment, ...], ...] = ()
+    # the parts `--quick` runs instead of the whole grid (a first look in minutes; CI)
+    quick: tuple[tuple[Assignment, ...], ...] = ()
 
-    def preset(self, quick: bool) -> Study:
-        """This study, or with `quick` its quick grid."""
+    def preset(self, *, quick: bool) -> Study:
+        """This study, or with `quick` its reduced grid (itself if it has none)."""
         if not (quick and self.quick):
             return self
-        return dataclasses.replace(self, assignments=self.quick, quick=())
+        return dataclasses.replace(self, assignments=(), union=self.quick, quick=())
+
+    @property
+    def parts(self) -> tuple[tuple[Assignment, ...], ...]:
+        return self.union or (self.assignments,)
 
     @property
     def fields(self) -> list[str]:
-        return [field for field, _ in self.assignments]
+        return swept_fields(self.parts)
+
+    @property
+    def varied_fields(self) -> list[str]:
+        """The fields that take more than one value: what tells the points apart (a field
+        set to one value at every point, such as log_every, is a setting, not a variable)."""
+        return [field for field in self.fields if len(self.values(field)) > 1]
+
+    def values(self, field: str) -> list:
+        """Every value a part gives `field`, each once; a part that leaves it alone gives it
+        its default (SGD's part of the optimizer study varies student_optimizer against the
+        other parts' adam)."""
+        found = []
+        for part in self.parts:
+            assigned = dict(part)
+            found += assigned[field] if field in assigned else [DEFAULTS[field]]
+        return list(dict.fromkeys(found))
 
     def point_label(self, result: dict) -> str:
-        """A point as its swept values: 'shared, trained'."""
-        return ", ".join(value_label(result["config"][field]) for field in self.fields)
+        """A point as its swept values: 'shared, trained'; in a union of parts, the swept
+        fields away from their defaults: 'student_optimizer=sgd, momentum=0.9'."""
+        config, fields = result["config"], self.varied_fields
+        if not self.union:
+            return ", ".join(value_label(config[field]) for field in fields)
+        changed = [f for f in fields if value_label(config[f]) != value_label(DEFAULTS[f])]
+        return ", ".join(f"{field}={value_label(config[field])}" for field in changed) or "defaults"
 
 
 STUDIES = {
@@ -356,13 +417,54 @@ STUDIES = {
         "true or shuffled labels.",
         (("teacher_epochs", (0, 1, 2, 5, 10)), ("teacher_labels", ("true", "shuffled"))),
     ),
+    "optimizer": Study(
+        "Where does the students' optimizer stop carrying the signal? Adam and SGD (momentum 0 "
+        "and 0.9) from well below their working learning rates to past failure, Adam's weight "
+        "decay decoupled and coupled, and the students' batch at fixed epochs; the teacher "
+        "keeps Adam 3e-4, batch 1024.",
+        union=(
+            (("student_learning_rate", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),),
+            (
+                ("student_optimizer", ("sgd",)),
+                ("student_learning_rate", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)),
+                ("momentum", (0.0, 0.9)),
+            ),
+            (("student_learning_rate", (3e-4,)), ("weight_decay", (0.0, 1e-5, 1e-4))),
+            (
+                ("student_learning_rate", (3e-4,)),
+                ("weight_decay_mode", ("coupled",)),
+                ("weight_decay", (1e-5, 1e-4)),
+            ),
+            (
+                ("student_learning_rate", (3e-4,)),
+                ("student_batch_size", (64, 256, 1024, 4096, 16384)),
+            ),
+        ),
+        note="The Adam 3e-4 point (the paper's) is run once and drawn in every part it belongs to.",
+        quick=(
+            (("student_learning_rate", (3e-4, 3e-3)),),
+            (("student_optimizer", ("sgd",)), ("student_learning_rate", (1.0,))),
+            (("student_learning_rate", (3e-4,)), ("weight_decay", (0.0, 1e-4))),
+            (("student_learning_rate", (3e-4,)), ("student_batch_size", (256, 1024))),
+        ),
+    ),
+    "causal": Study(
+        "Is the alignment the cause of the transfer? Every update of the shared-init students "
+        "loses its component along the teacher's move, along the teacher's gradient at the "
+        "student, or (control) along a random direction of the same norm.",
+        (
+            ("project_out", ("none", "teacher_move", "teacher_gradient", "random")),
+            ("log_every", (1,)),
+        ),
+        "Cross-model students are never projected: the same in every row.",
+    ),
     "perturb": Study(
         "How exactly must the student share the teacher's init, and where? Gaussian noise of "
         "perturb_std x the init's own sd added to the shared-init students' head, hidden layers "
         "or all layers.",
         (("perturb_std", (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)), ("perturb", ("head", "hidden", "all"))),
         "perturb_std=0 is the shared init itself whatever the target (three identical points).",
-        quick=(("perturb_std", (0.0, 0.5)), ("perturb", ("head", "hidden"))),
+        quick=((("perturb_std", (0.0, 0.5)), ("perturb", ("head", "hidden"))),),
     ),
     "width": Study(
         "Towards the wide (kernel) limit: the second hidden layer's width, the shared-init "
@@ -373,7 +475,7 @@ STUDIES = {
             ("freeze", ("none", "head")),
             ("aux", (3, 30)),
         ),
-        quick=(("hidden", ((256, 16), (256, 64))), ("freeze", ("none", "head")), ("aux", (3,))),
+        quick=((("hidden", ((256, 16), (256, 64))), ("freeze", ("none", "head")), ("aux", (3,))),),
     ),
     "noise": Study(
         "The noise budget: how many distinct noise images (noise_pool) does the student need, "
@@ -381,7 +483,7 @@ STUDIES = {
         (("noise_pool", (1024, 4096, 16384, 59392, 245760, 296960)), ("aux", (3, 30))),
         "At 5 student epochs of 58 steps of 1024: 59392 = 58 batches, one epoch's (the paper's "
         "fixed set, reused every epoch); 296960 = 290 batches, one per step: fresh noise.",
-        quick=(("noise_pool", (1024, 296960)), ("aux", (3,))),
+        quick=((("noise_pool", (1024, 296960)), ("aux", (3,))),),
     ),
     "student-arch": Study(
         "Students of another architecture, sharing with the teacher's init only what can be "
@@ -393,23 +495,35 @@ STUDIES = {
         "256x256: the teacher's widths, every layer shared; 256 and 256x256x256: the first "
         "layer and the head; 128x256 and 512x256: the head only (independent head: nothing "
         "shared, the cross-model student exactly).",
-        quick=(("student_hidden", ((256,), (128, 256))), ("head_init", ("shared", "independent"))),
+        quick=(
+            (("student_hidden", ((256,), (128, 256))), ("head_init", ("shared", "independent"))),
+        ),
     ),
 }
 STUDY_SEEDS = 8  # enough for CIs of +-0.05 on the aux-only student (its seed sd is ~0.1)
 
 
 def format_study(study: Study, results: list[dict]) -> str:
-    """One line per point: the swept values, aux-only and cross-model aux-only accuracy."""
-    lines = [f"{'  '.join(study.fields):<32}{'student aux':>22}{'cross aux':>22}"]
+    """One line per point: the swept values, aux-only and cross-model aux-only accuracy.
+    (A union of parts names each point by its fields away from their defaults.)"""
+    labels = {
+        id(result): "  ".join(str(result["config"][f]) for f in study.varied_fields)
+        for result in results
+    }
+    header = "  ".join(study.varied_fields)
+    if study.union:
+        labels = {id(result): study.point_label(result) for result in results}
+        header = "point"
+    width = max(32, *(len(label) + 2 for label in labels.values()))
+    lines = [f"{header:<{width}}{'student aux':>22}{'cross aux':>22}"]
     for result in results:
-        values = "  ".join(str(result["config"][field]) for field in study.fields)
+        values = labels[id(result)]
         cells = []
         for name in ("student_aux", "cross_aux"):
             row = result["summary"][name]
             ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             cells.append(f"{_number(row['mean'], '.3f')}{ci}")
-        lines.append(f"{values:<32}{cells[0]:>22}{cells[1]:>22}")
+        lines.append(f"{values:<{width}}{cells[0]:>22}{cells[1]:>22}")
     if study.note:
         lines.append(study.note)
     return "\n".join(lines)
@@ -420,23 +534,80 @@ def format_first_order(study: Study, results: list[dict]) -> str:
     paired gap and their correlation over seeds; then the correlation over every seed of every
     point (`results.first_order_summary`)."""
     summary = first_order_summary(results)
+    width = max(28, *(len(study.point_label(result)) + 2 for result in results))
     lines = [
         "first-order prediction (aux-only student, linearised around its init):",
-        f"{'point':<28}{'measured':>9}{'predicted':>10}{'predicted - measured':>28}"
+        f"{'point':<{width}}{'measured':>9}{'predicted':>10}{'predicted - measured':>28}"
         f"{'r over seeds':>24}",
     ]
     for result, row in zip(results, summary["points"], strict=True):
         gap = row["gap"]
         ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
         lines.append(
-            f"{study.point_label(result):<28}{_number(row['measured']['mean'], '.3f'):>9}"
+            f"{study.point_label(result):<{width}}{_number(row['measured']['mean'], '.3f'):>9}"
             f"{_number(row['predicted']['mean'], '.3f'):>10}"
             f"{_number(gap['mean'], '+.3f'):>12}{ci:>16}"
             f"{_r_text(row['r']):>24}"
         )
-    pooled = summary["pooled_r"]
-    lines.append(f"over all {pooled['n']} seeds x points: r = {_r_text(pooled)}")
+    pooled, within = summary["pooled_r"], summary["mean_within_r"]
+    seeds = f"bootstrap over the {pooled['seeds']} seeds, the same at every point"
+    lines.append(
+        f"mean within-point r = {_r_text(within)} over {within['points']} points ({seeds})"
+    )
+    lines.append(
+        f"pooled over all {pooled['n']} seed-points: r = {_r_text(pooled)} (same bootstrap; "
+        "mostly the split between points that transfer and points that do not)"
+    )
     return "\n".join(lines)
+
+
+def format_updates(study: Study, results: list[dict]) -> str:
+    """Per point, for the aux-only student: its paired gain over the cross-model student and
+    over its own start, the cosine of its displacement with the teacher's at the end, its mean
+    step |update| (norm over all parameters), the fraction of its steps whose update has a
+    positive cosine with the teacher's move, what a projection removed (mean |cos(update, d)|)
+    and its imitation loss at the first and last step; means over seeds, 95 % t-CIs for the
+    gains and the cosine. Points stored before these were recorded are left out."""
+    rows = [result for result in results if result.get("updates")]
+    if not rows:
+        return ""
+    width = max(28, *(len(study.point_label(result)) + 2 for result in rows))
+    lines = [
+        "the aux-only student's steps (means over seeds; gains and cos with 95 % CI):",
+        f"{'point':<{width}}{'gain vs cross':>25}{'gain vs start':>25}{'cos end':>25}"
+        f"{'|step|':>9}{'cos>0':>7}{'removed':>9}{'loss first -> last':>22}",
+    ]
+    for result in rows:
+        updates = result["updates"][PAIRED_STUDENT]
+        gain = _ci_text(result["paired_difference"], "+.3f")
+        start = result.get("start")
+        over_start = _ci_text(start["gain"][PAIRED_STUDENT], "+.3f") if start else "-"
+        cos_end = _ci_text(mean_ci(updates["cos_end"]), "+.3f")
+        means = {
+            key: mean_ci(updates[key])["mean"]
+            for key in ("update_norm_mean", "cos_positive_fraction", "removed_mean")
+        }
+        loss = f"{_number(mean_ci(updates['loss_first'])['mean'], '.2e')} -> "
+        loss += _number(mean_ci(updates["loss_last"])["mean"], ".2e")
+        lines.append(
+            f"{study.point_label(result):<{width}}{gain:>25}{over_start:>25}{cos_end:>25}"
+            f"{_number(means['update_norm_mean'], '.3g'):>9}"
+            f"{_number(means['cos_positive_fraction'], '.2f'):>7}"
+            f"{_number(means['removed_mean'], '.3f'):>9}{loss:>22}"
+        )
+    return "\n".join(lines)
+
+
+def _ci_text(row: dict, spec: str) -> str:
+    """'+0.434 [+0.395, +0.473]' from a `stats.mean_ci` row ('-' without a mean)."""
+    if row["mean"] is None:
+        return "-"
+    if row["ci_low"] is None:
+        return format(row["mean"], spec)
+    return (
+        f"{format(row['mean'], spec)} [{format(row['ci_low'], spec)}, "
+        f"{format(row['ci_high'], spec)}]"
+    )
 
 
 def _number(value, spec: str) -> str:
@@ -447,4 +618,6 @@ def _number(value, spec: str) -> str:
 def _r_text(r: dict) -> str:
     if r["r"] is None:
         return "-"
+    if r["ci_low"] is None:
+        return f"{r['r']:+.2f}"
     return f"{r['r']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"

@@ -42,6 +42,11 @@ Objective = Callable[[Params], jax.Array]  # a loss as a function of the paramet
 # some pre-activation on the inputs changes sign (~2e-4 for the paper's MLP on 256 noise images):
 # beyond it the network is not smooth along the path and the remainder jumps.
 DEFAULT_EPS = tuple(float(eps) for eps in np.logspace(-7, -2, 11))
+# The step-size boundary: teacher steps from inside the O(eps^2) regime to past where the
+# expansion fails (|dT| ~ 2 for the paper's MLP, so eps = 10 moves theta0 by ~20), 4 per decade,
+# and the relative departures of dS.dT / eps from A it reports the eps of.
+BOUNDARY_EPS = tuple(float(eps) for eps in np.logspace(-4, 1, 21))
+BOUNDARY_TOLERANCES = (0.1, 0.5)
 # float64 rounding floors: below these, a quantity counts as zero.
 ZERO_COSINE = 1e-10  # |cos(dS, dT)| of two vectors that are orthogonal up to rounding
 ZERO_RELATIVE = 1e-12  # A, or an eigenvalue of M, relative to the scale it is built from
@@ -440,6 +445,87 @@ def _json_floats(values) -> list:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
+# ---- where the small-step condition stops holding ---------------------------------------------
+
+
+def first_crossing(eps, relative_error, tolerance: float) -> dict:
+    """The first eps at which `relative_error` exceeds `tolerance`, interpolated on log-log axes
+    between the last eps within it and the first beyond (exact for a power law, as the O(eps^2)
+    remainder makes the error ~ eps). {"eps": None} if it never does within the sweep;
+    "below_sweep" when it already does at the smallest eps."""
+    eps, error = np.asarray(eps, np.float64), np.asarray(relative_error, np.float64)
+    beyond = np.flatnonzero(~(error <= tolerance))  # nan counts as beyond
+    if beyond.size == 0:
+        return {"tolerance": tolerance, "eps": None, "bracket": None, "below_sweep": False}
+    i = int(beyond[0])
+    if i == 0:
+        return {"tolerance": tolerance, "eps": float(eps[0]), "bracket": None, "below_sweep": True}
+    lo, hi = error[i - 1], error[i]
+    crossing = float(eps[i])
+    if lo > 0 and np.isfinite(hi) and hi > lo:
+        fraction = (np.log(tolerance) - np.log(lo)) / (np.log(hi) - np.log(lo))
+        crossing = float(np.exp(np.log(eps[i - 1]) + fraction * np.log(eps[i] / eps[i - 1])))
+    bracket = [float(eps[i - 1]), float(eps[i])]
+    return {"tolerance": tolerance, "eps": crossing, "bracket": bracket, "below_sweep": False}
+
+
+def sign_flip(eps, values) -> dict:
+    """The first eps at which `values` leaves the sign it has at the smallest eps (linear
+    interpolation in eps between the bracketing points); {"eps": None} if it never does."""
+    eps, values = np.asarray(eps, np.float64), np.asarray(values, np.float64)
+    start = np.sign(values[0])
+    flipped = np.flatnonzero(np.sign(values) != start)
+    if start == 0 or flipped.size == 0:
+        return {"eps": None, "bracket": None}
+    i = int(flipped[0])
+    lo, hi = values[i - 1], values[i]
+    crossing = float(eps[i - 1] + lo * (eps[i] - eps[i - 1]) / (lo - hi)) if lo != hi else eps[i]
+    return {"eps": crossing, "bracket": [float(eps[i - 1]), float(eps[i])]}
+
+
+def step_size_boundary(
+    imitation: Imitation,
+    params: Params,
+    teacher_objective: Objective,
+    inputs_BxD,
+    *,
+    eps: Sequence[float] = BOUNDARY_EPS,
+    tolerances: Sequence[float] = BOUNDARY_TOLERANCES,
+) -> dict:
+    """Where Theorem 1's small-step condition stops holding at theta0 = `params`.
+
+    Along a wide sweep of teacher steps eps, the relative departure |dS.dT / eps - A| / A, the
+    eps at which it first exceeds each tolerance (`first_crossing`), and the first eps at which
+    dS.dT, and the teacher-loss change L_T(theta_S) - L_T(theta_S0) (alpha = 1), change sign
+    (`sign_flip`). The same eps in parameter distance is eps |dT|: the size of a step along dT
+    beyond which the first-order picture no longer describes what the student's step does.
+    """
+    require_float64(params)
+    eps = np.sort(np.asarray(eps, np.float64))
+    dT = teacher_update(teacher_objective, params)
+    A = float(first_order_coefficient(imitation, params, dT, inputs_BxD))
+    sweep = eps_sweep(
+        imitation, params, params, dT, inputs_BxD, teacher_objective=teacher_objective, eps=eps
+    )
+    dot_over_eps = sweep["dot"] / eps
+    relative = np.abs(dot_over_eps - A) / A if A > 0 else np.full(eps.shape, np.nan)
+    norm = float(otu.tree_norm(dT))
+    crossings = [first_crossing(eps, relative, tolerance) for tolerance in tolerances]
+    for crossing in crossings:
+        crossing["distance"] = None if crossing["eps"] is None else crossing["eps"] * norm
+    return {
+        "A": A,
+        "teacher_update_norm": norm,
+        "eps": eps.tolist(),
+        "dot_over_eps": dot_over_eps.tolist(),
+        "relative_departure": _json_floats(relative),
+        "teacher_loss_change": sweep["teacher_loss_change"].tolist(),
+        "departures": crossings,
+        "dot_sign_flip": sign_flip(eps, sweep["dot"]),
+        "loss_change_sign_flip": sign_flip(eps, -sweep["teacher_loss_change"]),
+    }
+
+
 # ---- the whole check ------------------------------------------------------------------------
 
 
@@ -683,28 +769,25 @@ def mnist_check(
     if different_inits < 1:
         raise ValueError("different_inits must be >= 1")
     with jax.enable_x64(True):
-        network = network_for(config, dataset.input_dim, param_dtype=jnp.float64)
-        key = seed_keys(seed, 1)
-
-        def purpose(tag: Stream):
-            return stream(key, tag)[0]
-
-        init = jax.jit(network.init)
-        independent = purpose(Stream.INDEPENDENT_INIT)
-        images, labels = _digit_batch(dataset, purpose(Stream.TEACHER_BATCH), batch_size)
+        setting = _mnist_setting(dataset, config, outputs, batch_size)
+        init = jax.jit(setting.network.init)
+        independent = setting.purpose(Stream.INDEPENDENT_INIT)
+        params = init(setting.purpose(Stream.REFERENCE_INIT))
         report = check_theorem(
-            Imitation(network, kind, outputs),
-            init(purpose(Stream.REFERENCE_INIT)),
-            classification_objective(network, images, labels),
-            noise_batch(
-                purpose(Stream.NOISE), 0, batch_size=batch_size, input_dim=dataset.input_dim
-            ),
+            setting.imitation,
+            params,
+            setting.teacher_objective,
+            setting.inputs,
             eps=eps,
             alpha=alpha,
             different_inits=[
                 init(jax.random.fold_in(independent, i)) for i in range(different_inits)
             ],
         )
+        report["boundary"] = step_size_boundary(
+            setting.imitation, params, setting.teacher_objective, setting.inputs
+        )
+    labels = setting.labels
     report["setting"].update(
         seed=seed,
         teacher_loss=f"teacher_loss on {len(labels)} MNIST training digits",
@@ -714,6 +797,68 @@ def mnist_check(
         n_classes=N_CLASSES,
     )
     return report
+
+
+@dataclass(frozen=True)
+class _MnistSetting:
+    """What the MNIST check builds around theta0: network (float64), L_S, L_T and inputs."""
+
+    network: Network
+    imitation: Imitation
+    teacher_objective: Objective
+    inputs: Any  # [batch, D] U(-1, 1) noise
+    labels: Any  # the digits' labels behind L_T
+    key: Any  # seed 0's key of a run with this root seed
+
+    def purpose(self, tag: Stream):
+        return stream(self.key, tag)[0]
+
+
+def _mnist_setting(dataset: Dataset, config: Config, outputs: str, batch_size: int):
+    """The MNIST setting of `mnist_check`, keyed like seed 0 of a run (call under x64): L_T the
+    cross-entropy of the regular logits on a fixed batch of training digits, L_S on U(-1, 1)."""
+    network = network_for(config, dataset.input_dim, param_dtype=jnp.float64)
+    key = seed_keys(config.seed, 1)
+    digit_key, noise_key = (stream(key, tag)[0] for tag in (Stream.TEACHER_BATCH, Stream.NOISE))
+    images, labels = _digit_batch(dataset, digit_key, batch_size)
+    return _MnistSetting(
+        network=network,
+        imitation=Imitation(network, config.imitation_loss, outputs),
+        teacher_objective=classification_objective(network, images, labels),
+        inputs=noise_batch(noise_key, 0, batch_size=batch_size, input_dim=dataset.input_dim),
+        labels=labels,
+        key=key,
+    )
+
+
+def mnist_boundary(
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    init_scale: float = 1.0,
+    params: Params | None = None,
+    kind: str = "kl",
+    outputs: str = "aux",
+    aux: int = 3,
+    hidden: tuple[int, ...] = (256, 256),
+    batch_size: int = 256,
+    eps: Sequence[float] = BOUNDARY_EPS,
+) -> dict:
+    """`step_size_boundary` in the setting of `mnist_check` (same L_T digits, same noise), at
+    theta0 = `params` (any float dtype: a student along a real run, say) or, without, at a
+    fresh init of scale `init_scale`. Runs under x64 and restores the caller's setting."""
+    config = Config(
+        seed=seed, aux=aux, hidden=tuple(hidden), imitation_loss=kind, init_scale=init_scale
+    )
+    with jax.enable_x64(True):
+        setting = _mnist_setting(dataset, config, outputs, batch_size)
+        if params is None:
+            params = jax.jit(setting.network.init)(setting.purpose(Stream.REFERENCE_INIT))
+        params = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), params)
+        found = step_size_boundary(
+            setting.imitation, params, setting.teacher_objective, setting.inputs, eps=eps
+        )
+    return {"seed": seed, "init_scale": init_scale, **found}
 
 
 def _digit_batch(dataset: Dataset, key, batch_size: int):

@@ -119,7 +119,54 @@ def format_report(report: dict) -> str:
         mark, role = MARKS[condition["passed"]], condition["role"]
         lines.append(f"  {mark}  {name} [{role}]: {condition_text(name, condition, report)}")
     lines.append(f"verdict: {verdict(report)}")
+    if report.get("boundary"):
+        lines += ["", *boundary_lines(report["boundary"])]
     return "\n".join(lines)
+
+
+def boundary_lines(boundary: dict, *, table: bool = True) -> list[str]:
+    """The step-size boundary (`theorem.step_size_boundary`): where dS.dT / eps departs from A
+    by each tolerance, and where dS.dT and the teacher-loss drop change sign; with `table`,
+    the sweep itself (every other eps)."""
+    eps = boundary["eps"]
+    lines = [
+        f"step-size boundary (eps {eps[0]:.0e}..{eps[-1]:.0e}, {len(eps)} steps, "
+        f"|dT| = {boundary['teacher_update_norm']:.3g}): {boundary_summary(boundary)}"
+    ]
+    if table:
+        lines.append(f"{'eps':>8} {'dS.dT/eps':>12} {'|dS.dT/eps-A|/A':>16} {'dL_T':>11}")
+        for i in range(0, len(eps), 2):
+            departure = boundary["relative_departure"][i]
+            departure = "-" if departure is None else f"{departure:.3g}"
+            lines.append(
+                f"{eps[i]:8.2e} {boundary['dot_over_eps'][i]:12.4e} {departure:>16} "
+                f"{boundary['teacher_loss_change'][i]:11.3e}"
+            )
+    return lines
+
+
+def boundary_summary(boundary: dict) -> str:
+    """'|dS.dT/eps - A|/A exceeds 10 % at eps = 0.12 (a step of 0.23), ...' in one line."""
+    parts = []
+    for crossing in boundary["departures"]:
+        percent = f"{crossing['tolerance']:.0%}"
+        if crossing["eps"] is None:
+            parts.append(f"stays within {percent} up to eps = {boundary['eps'][-1]:.3g}")
+        elif crossing["below_sweep"]:
+            parts.append(f"exceeds {percent} already at eps = {crossing['eps']:.3g}")
+        else:
+            parts.append(
+                f"exceeds {percent} at eps = {crossing['eps']:.3g} (a step of "
+                f"{crossing['distance']:.3g} along dT)"
+            )
+    text = "|dS.dT/eps - A|/A " + ", ".join(parts)
+    flips = (("dS.dT", "dot_sign_flip"), ("the teacher-loss drop", "loss_change_sign_flip"))
+    for name, key in flips:
+        flip = boundary[key]["eps"]
+        text += f"; {name} " + (
+            "keeps its sign" if flip is None else f"changes sign at eps = {flip:.3g}"
+        )
+    return text
 
 
 def _header(report: dict) -> list[str]:
@@ -169,3 +216,94 @@ def _fits(report: dict) -> list[str]:
             f"{cross['fraction_negative']:.0%}: nothing fixes its sign"
         )
     return lines
+
+
+def format_boundary_scan(scan: dict, rows: list[dict] | None = None) -> str:
+    """The step-size boundary over init scales and along real training
+    (`boundary.boundary_scan`), and, given `rows` (`boundary.updates_beside_boundary`), each
+    study point's per-step update in units of |dT| beside it."""
+    header = (
+        f"{'|dT|':>8} {'A':>10} {'10 %: eps':>10} {'(step)':>8} {'50 %: eps':>10} "
+        f"{'(step)':>8} {'dS.dT < 0 at':>13} {'dL_T > 0 at':>12}"
+    )
+    lines = [
+        f"step-size boundary at fresh inits (seed {scan['seed']}):",
+        f"{'init_scale':<12}{header}",
+    ]
+    lines += [f"{b['init_scale']:<12g}{_boundary_row(b)}" for b in scan["init_scales"]]
+    run = scan["run"]
+    lines += [
+        "",
+        "along real training: the aux-only shared-init student after k steps (teacher "
+        f"{run['accuracy']['teacher']:.3f}, student {run['accuracy']['student_aux']:.3f} at the "
+        "end), the teacher step taken from there:",
+        f"{'k':<12}{header}",
+    ]
+    lines += [f"{b['step']:<12d}{_boundary_row(b)}" for b in scan["training"]]
+    start = scan["training"][0]
+    step, largest = run["step_norm_mean"], run["step_norm_max"]
+    lines.append(
+        f"this run's aux-only student (Adam {run['config']['learning_rate']:g}): mean step |du| = "
+        f"{step:.3g}, largest {largest:.3g}; in units of |dT| at its init, eps_step = "
+        f"{step / start['teacher_update_norm']:.3g} (largest "
+        f"{largest / start['teacher_update_norm']:.3g}), against the 10 % boundary at eps = "
+        f"{_g(start['departures'][0]['eps'])}"
+    )
+    if rows:
+        width = max(len(row["label"]) for row in rows) + 2
+        lines += [
+            "",
+            "the aux-only students' mean step |du| (mean over seeds) in units of |dT| at the "
+            "fresh init of their scale, eps_step = |du| / |dT|, beside that init's boundary:",
+            f"{'point':<{width}}{'accuracy':>22}{'gain vs cross':>25}{'|du|':>9}{'eps_step':>10}"
+            f"{'largest':>9}{'beyond 10 %':>12}{'beyond 50 %':>12}",
+        ]
+        for row in rows:
+            beyond = row["beyond"] or {}
+            lines.append(
+                f"{row['label']:<{width}}{_mean_ci_text(row['accuracy'], '.3f'):>22}"
+                f"{_mean_ci_text(row['paired_gain'], '+.3f'):>25}"
+                f"{_g(row['step_norm']):>9}{_g(row['eps_step']):>10}"
+                f"{_g(row['eps_largest_step']):>9}"
+                f"{_yes(beyond.get('0.1')):>12}{_yes(beyond.get('0.5')):>12}"
+            )
+    return "\n".join(lines)
+
+
+def _boundary_row(boundary: dict) -> str:
+    ten, fifty = boundary["departures"][:2]
+    return (
+        f"{boundary['teacher_update_norm']:8.3g} {boundary['A']:10.3e} {_crossing(ten)} "
+        f"{_crossing(fifty)} {_flip(boundary['dot_sign_flip']):>13} "
+        f"{_flip(boundary['loss_change_sign_flip']):>12}"
+    )
+
+
+def _crossing(crossing: dict) -> str:
+    if crossing["eps"] is None:
+        return f"{'never':>10} {'':>8}"
+    mark = "<" if crossing["below_sweep"] else ""
+    return f"{mark + format(crossing['eps'], '.3g'):>10} {crossing['distance']:8.3g}"
+
+
+def _flip(flip: dict) -> str:
+    return "never" if flip["eps"] is None else f"{flip['eps']:.3g}"
+
+
+def _g(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _yes(value) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _mean_ci_text(row: dict, spec: str) -> str:
+    if row["mean"] is None:
+        return "-"
+    if row["ci_low"] is None:
+        return format(row["mean"], spec)
+    return (
+        f"{format(row['mean'], spec)} [{format(row['ci_low'], spec)}, "
+        f"{format(row['ci_high'], spec)}]"
+    )

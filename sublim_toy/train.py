@@ -21,6 +21,8 @@ from sublim_toy.inputs import pool_batch_order, preprocess, student_batch
 from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
 from sublim_toy.model import Network, Params, layer_index
 from sublim_toy.probes import ProbeImages, alignment
+from sublim_toy.projection import project_out, teacher_gradient
+from sublim_toy.updates import step_metrics
 
 
 class TeacherState(NamedTuple):
@@ -41,7 +43,9 @@ class StudentState(NamedTuple):
     noise_key: jax.Array  # input batch b is student_batch(kind, noise_key, b)
     order_key: jax.Array  # epoch e visits the batches in batch_order(order_key, e)
     starts: dict[str, Params] | None  # each student's init, for the probes (None: no probes)
-    teacher_move: Params | None  # theta_T - theta_T(0), for the probes
+    teacher_move: Params | None  # theta_T - theta_T(0), for the probes and the step metrics
+    # the fixed direction the projected students' updates lose (`projection.fixed_directions`)
+    removed_direction: Params | None = None
 
 
 class StudentShared(NamedTuple):
@@ -50,6 +54,8 @@ class StudentShared(NamedTuple):
 
     train_images: jax.Array  # uint8 [N, 28, 28]
     probe_images: ProbeImages | None
+    # (images, labels) on which project_out="teacher_gradient" takes grad L_T; None otherwise
+    gradient_digits: tuple | None = None
 
 
 class PhaseRun(NamedTuple):
@@ -66,28 +72,47 @@ class TimedCall(NamedTuple):
 
 
 def make_optimizer(
-    config: Config, frozen_layers: Collection[int] = ()
+    config: Config, frozen_layers: Collection[int] = (), *, student: bool = False
 ) -> optax.GradientTransformation:
-    """Adam at the authors' learning rate, for teacher and students alike.
+    """The teacher's Adam at the authors' learning rate, or with `student` the students' own
+    optimizer (`student_optimizer`); the one place either is built.
 
     Layers whose index is in `frozen_layers` get zero updates (`Config.freeze`).
     """
-    adam = optax.adam(config.learning_rate)
+    optimizer = student_optimizer(config) if student else optax.adam(config.learning_rate)
     if not frozen_layers:
-        return adam
+        return optimizer
 
     def frozen_mask(params):
         return jax.tree_util.tree_map_with_path(
             lambda path, _: layer_index(path) in frozen_layers, params
         )
 
-    return optax.chain(adam, optax.masked(optax.set_to_zero(), frozen_mask))
+    return optax.chain(optimizer, optax.masked(optax.set_to_zero(), frozen_mask))
 
 
-def init_optimizer(config: Config, params, frozen_layers: Collection[int] = ()):
+def student_optimizer(config: Config) -> optax.GradientTransformation:
+    """The students' step: a direction (Adam's scaled moments, or SGD's gradient with optional
+    heavy-ball momentum), weight decay before it (coupled, L2) or after it (decoupled, as
+    AdamW), then -student_lr. With the defaults this is optax.adam(learning_rate) exactly;
+    plain SGD is exactly -lr x the gradient of the model's own mean loss."""
+    if config.student_optimizer == "adam":
+        direction = optax.scale_by_adam()
+    else:
+        direction = optax.trace(decay=config.momentum) if config.momentum else optax.identity()
+    steps = [direction]
+    if config.weight_decay:
+        decay = optax.add_decayed_weights(config.weight_decay)
+        steps = [decay, direction] if config.weight_decay_mode == "coupled" else [direction, decay]
+    return optax.chain(*steps, optax.scale_by_learning_rate(config.student_lr))
+
+
+def init_optimizer(
+    config: Config, params, frozen_layers: Collection[int] = (), *, student: bool = False
+):
     """Optimizer state for a stack of models (leading seed axis), laid out like the models."""
     layout = jax.tree.leaves(params)[0].sharding
-    optimizer = make_optimizer(config, frozen_layers)
+    optimizer = make_optimizer(config, frozen_layers, student=student)
     return jax.jit(jax.vmap(optimizer.init), out_shardings=layout)(params)
 
 
@@ -144,7 +169,7 @@ def _student_inputs(config: Config, network: Network, noise_key, batch_index, tr
         config.student_inputs,
         noise_key,
         batch_index,
-        batch_size=config.batch_size,
+        batch_size=config.student_batch,
         input_dim=network.sizes[0],
         train_images=train_images,
     )
@@ -155,18 +180,22 @@ def make_student_epoch(
     config: Config,
     outputs: Mapping[str, str],
     frozen_layers: Mapping[str, Collection[int]] | None = None,
+    projected: Collection[str] = (),
 ) -> Callable:
     """Epoch of imitation for several students of the same teacher at once.
 
     `outputs` maps each student's name to the logits it imitates ("aux" or "all");
-    `frozen_layers` (optional) maps a name to the layer indices that student never updates.
+    `frozen_layers` (optional) maps a name to the layer indices that student never updates;
+    `projected` names the students whose updates lose their component along
+    `config.project_out`'s direction (projection.py).
     epoch(StudentState [S], epoch_index, StudentShared) -> (state, {"loss": {name: [S]},
-    "probes": {name: metrics [S, steps]} or None}). The teacher's logits on each input batch
-    were computed once (`make_teacher_targets`) and are shared by all its students. Batch b is
-    the same images whenever a step reads it; steps visit the pool's batches pass after pass,
-    each pass in a new order (`inputs.pool_batch_order`; by default a pass is an epoch).
+    "probes": {name: metrics [S, steps]} or None, "steps": {name: `updates.step_metrics`
+    [S, steps]}}). The teacher's logits on each input batch were computed once
+    (`make_teacher_targets`) and are shared by all its students. Batch b is the same images
+    whenever a step reads it; steps visit the pool's batches pass after pass, each pass in a
+    new order (`inputs.pool_batch_order`; by default a pass is an epoch).
     """
-    update = _imitation_update(network, config, outputs, frozen_layers or {})
+    update = _imitation_update(network, config, outputs, frozen_layers or {}, projected)
     steps = config.noise_steps
 
     def one_seed(state: StudentState, epoch, shared: StudentShared):
@@ -177,24 +206,32 @@ def make_student_epoch(
             inputs = _student_inputs(
                 config, network, state.noise_key, batch_index, shared.train_images
             )
-            params, opt_states, losses = update(*carry, inputs, state.teacher_logits[batch_index])
-            return (params, opt_states), (losses, probe(step, params))
+            params, opt_states, measured = update(
+                *carry, inputs, state.teacher_logits[batch_index], state, shared
+            )
+            return (params, opt_states), (measured, probe(step, params))
 
         order = pool_batch_order(state.order_key, epoch, steps, config.pool_batches)
         carry = (state.params, state.opt_state)
-        (params, opt_states), (losses, probes) = jax.lax.scan(
+        (params, opt_states), (measured, probes) = jax.lax.scan(
             train_step, carry, (jnp.arange(steps), order)
         )
-        metrics = {"loss": jax.tree.map(jnp.mean, losses), "probes": probes}
+        losses = {name: metrics["loss"].mean() for name, metrics in measured.items()}
+        metrics = {"loss": losses, "probes": probes, "steps": measured}
         return state._replace(params=params, opt_state=opt_states), metrics
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
 
-def _imitation_update(network, config, outputs, frozen_layers) -> Callable:
-    """update(params, opt_states, inputs, teacher_logits) -> (params, opt_states, losses): one
-    step of every student (dicts keyed by name) on the same inputs and teacher logits."""
-    optimizers = {name: make_optimizer(config, frozen_layers.get(name, ())) for name in outputs}
+def _imitation_update(network, config, outputs, frozen_layers, projected) -> Callable:
+    """update(params, opt_states, inputs, teacher_logits, state, shared) -> (params, opt_states,
+    step metrics): one step of every student (dicts keyed by name) on the same inputs and
+    teacher logits; the projected students' updates lose their component along d after the
+    optimizer (d from `state.removed_direction`, or grad L_T at the student's parameters on
+    `shared.gradient_digits`)."""
+    optimizers = {
+        name: make_optimizer(config, frozen_layers.get(name, ()), student=True) for name in outputs
+    }
 
     def loss_fn(params, inputs_BxD, teacher_logits_BxK, student_outputs):
         return imitation_loss(
@@ -205,17 +242,27 @@ def _imitation_update(network, config, outputs, frozen_layers) -> Callable:
             temperature=config.temperature,
         )
 
-    def update(params, opt_states, inputs_BxD, teacher_logits_BxK):
-        new_params, new_opt_states, losses = {}, {}, {}
+    def update(params, opt_states, inputs_BxD, teacher_logits_BxK, state, shared):
+        new_params, new_opt_states, measured = {}, {}, {}
         for name, student_outputs in outputs.items():
-            losses[name], grads = jax.value_and_grad(loss_fn)(
+            loss, grads = jax.value_and_grad(loss_fn)(
                 params[name], inputs_BxD, teacher_logits_BxK, student_outputs
             )
             updates, new_opt_states[name] = optimizers[name].update(
                 grads, opt_states[name], params[name]
             )
+            removed = jnp.zeros((), loss.dtype)
+            if name in projected:
+                direction = state.removed_direction
+                if direction is None:  # teacher_gradient: d follows the student
+                    direction = teacher_gradient(network, params[name], shared.gradient_digits)
+                updates, removed = project_out(updates, direction)
             new_params[name] = optax.apply_updates(params[name], updates)
-        return new_params, new_opt_states, losses
+            if state.teacher_move is not None:
+                measured[name] = step_metrics(loss, updates, state.teacher_move, removed)
+            else:  # a benchmark's students: the loss alone
+                measured[name] = {"loss": loss}
+        return new_params, new_opt_states, measured
 
     return update
 
@@ -278,7 +325,8 @@ def run_phase(
 ) -> PhaseRun:
     """Compile a phase's epoch ahead of time, then run `epochs` epochs of it from `state`.
 
-    `on_epoch(metrics)` runs on the host after each epoch (progress bars).
+    `on_epoch(metrics, state)` runs on the host after each epoch (progress bars; the state for
+    callers that look at the models between epochs).
     """
     if not epochs:
         return PhaseRun(state, [], None, 0.0)
@@ -289,6 +337,6 @@ def run_phase(
         state, epoch_metrics = compiled(state, epoch, shared)
         metrics.append(epoch_metrics)
         if on_epoch is not None:
-            on_epoch(epoch_metrics)
+            on_epoch(epoch_metrics, state)
     jax.block_until_ready(state)
     return PhaseRun(state, metrics, compile_s, time.perf_counter() - started)

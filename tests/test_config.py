@@ -35,6 +35,20 @@ def test_defaults_are_the_papers_setup():
         ({"init_angle": float("nan")}, "init_angle=nan"),
         ({"seed": 2**32}, "seed=4294967296: must be an integer in [0, 4294967295]"),
         ({"seed": -1}, "seed=-1"),
+        ({"student_optimizer": "rmsprop"}, "student_optimizer='rmsprop': choose one of adam, sgd"),
+        ({"student_learning_rate": 0.0}, "student_learning_rate=0.0"),
+        ({"momentum": 0.9}, "momentum=0.9 with student_optimizer='adam': momentum is SGD's"),
+        ({"momentum": 1.0, "student_optimizer": "sgd"}, "momentum=1.0: must be a number in [0, 1)"),
+        ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),
+        ({"weight_decay_mode": "l2"}, "weight_decay_mode='l2'"),
+        ({"student_batch_size": 0}, "student_batch_size=0"),
+        (
+            {"student_batch_size": 4096, "noise_images": 2048},
+            "(student_batch_size <= noise_images)",
+        ),
+        ({"project_out": "teacher"}, "project_out='teacher'"),
+        ({"project_out": "random", "freeze": "head"}, "project_out='random' with freeze='head'"),
+        ({"log_every": -1}, "log_every=-1"),
         ({"noise_pool": -1}, "noise_pool=-1: must be an integer >= 0"),
         ({"noise_pool": 1000}, "noise_pool=1000 with batch_size=1024: a pool needs at least"),
         ({"perturb": "body"}, "perturb='body': choose one of none, head, hidden, all"),
@@ -73,6 +87,9 @@ def test_one_parser_turns_command_line_text_into_every_field():
     assert parse_value("init_angle", "30") == 30.0
     assert parse_value("seeds", "8") == 8
     assert parse_value("init", "he") == "he"
+    assert parse_value("student_learning_rate", "0.1") == 0.1  # default None: "as learning_rate"
+    assert parse_value("student_batch_size", "64") == 64
+    assert parse_value("student_batch_size", "None") is None
     for field in FIELDS:  # every field's default survives a round trip through its text
         default = getattr(Config(), field)
         text = "x".join(map(str, default)) if isinstance(default, tuple) else str(default)

@@ -38,4 +38,5 @@ def test_purposes_are_named_once_and_keep_their_values():
         ("LABEL_SHUFFLE", 5),
         ("TEACHER_BATCH", 6),
         ("PERTURBATION", 7),
+        ("RANDOM_DIRECTION", 8),
     ]

@@ -95,7 +95,11 @@ def test_first_order_figure_plots_every_seed_and_states_the_correlation():
     )
     measured = sum((p["accuracy"]["student_aux"] for p in points), [])
     predicted = sum((p["first_order"]["accuracy"]["student_aux"] for p in points), [])
-    assert f"r = {correlation(measured, predicted)['r']:.2f}" in ax.get_title()
+    # the title leads with the mean within-point r, then the pooled one, both with CIs from
+    # the bootstrap over seeds
+    title = ax.get_title()
+    assert "mean within-point r " in title and "bootstrap over 5 seeds" in title
+    assert f"pooled {correlation(measured, predicted)['r']:.2f} [" in title
     assert ax.get_xlabel() == "measured Fashion-MNIST test accuracy"
     plt.close(fig)
 

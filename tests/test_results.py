@@ -49,6 +49,20 @@ def test_first_order_summary_per_point_and_pooled():
             [0.5, 0.6, 0.7, 0.8, 0.1, 0.2, 0.1, 0.2], [0.4, 0.5, 0.6, 0.7, 0.2, 0.1, 0.2, 0.1]
         )[0, 1]
     )
+    # the points share 4 seeds: CIs from resampling seeds, within-point r averaged (+1 and -1)
+    assert summary["pooled_r"]["ci"] == "bootstrap over seeds"
+    assert summary["pooled_r"]["seeds"] == 4
+    within = summary["mean_within_r"]
+    assert within["r"] == pytest.approx(0.0, abs=1e-12)
+    assert (within["points"], within["seeds"]) == (2, 4)
+    assert within["ci_low"] <= within["r"] <= within["ci_high"]
+    # points on different numbers of seeds cannot be resampled jointly: no interval
+    points[1] = {
+        "accuracy": {"student_aux": [0.1, 0.2, 0.1, 0.2, 0.3]},
+        "first_order": {"accuracy": {"student_aux": [0.2, 0.1, 0.2, 0.1, 0.3]}},
+    }
+    uneven = first_order_summary(points)
+    assert uneven["pooled_r"]["ci_low"] is None and uneven["mean_within_r"]["r"] is None
 
 
 def test_diverged_seeds_are_null_and_left_out_of_the_summaries():

@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import json
 import os
@@ -7,6 +8,7 @@ import sys
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from sublim_toy import sweep
@@ -14,6 +16,7 @@ from sublim_toy.config import QUICK, Config, parse_assignment
 from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.plots import first_order_gap_figure, study_figure
+from sublim_toy.results import MODELS
 from sublim_toy.sweep import STUDIES, Study, grid, point_name, run_sweep
 
 TINY = [
@@ -93,10 +96,10 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
         return real_run(config, data, **options)
 
     monkeypatch.setattr(sweep, "run_experiment", counting_run)
-    first = run_sweep(base, [("aux", (2, 3, 4))], tmp_path, dataset, progress=False)
+    first = run_sweep(base, [[("aux", (2, 3, 4))]], tmp_path, dataset, progress=False)
     assert calls == [2, 3, 4]
     (tmp_path / "points" / f"{point_name(base.replace(aux=4))}.json").unlink()  # as if killed
-    again = run_sweep(base, [("aux", (2, 3, 4))], tmp_path, dataset, progress=False)
+    again = run_sweep(base, [[("aux", (2, 3, 4))]], tmp_path, dataset, progress=False)
     assert calls == [2, 3, 4, 4]  # only the missing point ran
     assert again[:2] == json.loads(json.dumps(first[:2]))  # as stored: JSON types
     lines = (tmp_path / "points.csv").read_text().splitlines()
@@ -112,13 +115,13 @@ def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkey
         (base, [("aux", (2, 3, 4))], other_data),
     ]:
         with pytest.raises(UserError, match="holds another sweep"):
-            run_sweep(other_base, assignments, tmp_path, data, progress=False)
+            run_sweep(other_base, [assignments], tmp_path, data, progress=False)
     assert calls == [2, 3, 4, 4]
     assert {path.name: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == (
         stored
     )
     # overwrite discards the stored sweep whole: nothing of it survives beside the new one
-    changed = run_sweep(base, [("aux", (2,))], tmp_path, dataset, progress=False, overwrite=True)
+    changed = run_sweep(base, [[("aux", (2,))]], tmp_path, dataset, progress=False, overwrite=True)
     assert calls == [2, 3, 4, 4, 2]
     assert [path.name for path in (tmp_path / "points").iterdir()] == [
         f"{changed[0]['point']}.json"
@@ -171,12 +174,13 @@ def test_a_killed_sweep_resumes_without_losing_or_redoing_a_point(tiny_idx_dir, 
 
 def test_every_shipped_study_is_a_valid_grid():
     for name, study in STUDIES.items():
-        points = grid(Config(), list(study.assignments))
-        assert len(points) >= 5, name
-        # --quick: a smaller grid of the same fields, valid under the quick preset too
+        points = sweep.union_grid(Config(), study.parts)
+        assert len(points) >= 4, name  # causal: its four arms
+        assert len({point_name(point) for point in points}) == len(points), name
+        # --quick: a smaller grid of some of the same fields, valid under the quick preset too
         quick = study.preset(quick=True)
-        assert quick.fields == study.fields, name
-        quick_points = grid(Config(**QUICK), list(quick.assignments))
+        assert set(quick.fields) <= set(study.fields), name
+        quick_points = sweep.union_grid(Config(**QUICK), quick.parts)
         assert len(quick_points) <= len(points), name
         assert study.preset(quick=False) is study
 
@@ -219,7 +223,7 @@ def test_table_writes_widths_as_256x256_and_one_row_per_model(tmp_path):
         "summary": {"student_aux": {"mean": 0.1}},
         "gain": {"student_aux": {"mean": 0.4, "ci_low": 0.3, "ci_high": 0.5}},
     }
-    sweep.write_table(tmp_path / "t.csv", [point((64, 64)), stored], [("hidden", ())])
+    sweep.write_table(tmp_path / "t.csv", [point((64, 64)), stored], ["hidden"])
     rows = (tmp_path / "t.csv").read_text().splitlines()
     assert rows[0] == (
         "point,hidden,model,n,mean,sd,ci_low,ci_high,first_order_mean,first_order_ci_low,"
@@ -249,7 +253,8 @@ def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_pat
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "first-order prediction (aux-only student" in printed
-    assert "over all 12 seeds x points: r = " in printed
+    assert "mean within-point r = " in printed
+    assert "pooled over all 12 seed-points: r = " in printed
     for stem in ("study", "first_order"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
     points = [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
@@ -273,6 +278,76 @@ def test_study_layers_runs_in_one_command_with_its_figures(tiny_idx_dir, tmp_pat
     assert main(arguments) == 0  # a second run resumes: every point already finished
     captured = capsys.readouterr()
     assert "resuming: 6 of 6 points already finished" in captured.out + captured.err
+
+
+def _canned_run(config, dataset, **options):
+    """What run_sweep stores of a point, without training: the grid's mechanics alone."""
+    row = {"n": 2, "mean": 0.5, "sd": 0.1, "ci_low": 0.4, "ci_high": 0.6}
+    return {
+        "config": config.to_dict(),
+        "data": {"name": dataset.name, "sha256": dataset.sha256},
+        "summary": dict.fromkeys(MODELS, row),
+        "paired_difference": row,
+    }
+
+
+def test_a_union_of_parts_runs_each_point_once_and_records_its_parts(
+    tiny_idx_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sweep, "run_experiment", _canned_run)
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    base = Config(
+        seeds=2,
+        hidden=(8,),
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=16,
+        noise_images=32,
+        probe_every=0,
+    )
+    parts = [[("aux", (2, 3))], [("aux", (3,)), ("init", ("normal", "he"))]]
+    configs = sweep.union_grid(base, parts)
+    assert [(c.aux, c.init) for c in configs] == [(2, "normal"), (3, "normal"), (3, "he")]
+    results = run_sweep(base, parts, tmp_path, dataset, progress=False)
+    assert len(results) == 3 and len(list((tmp_path / "points").glob("*.json"))) == 3
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    assert stored["parts"] == [{"aux": [2, 3]}, {"aux": [3], "init": ["normal", "he"]}]
+    assert (tmp_path / "points.csv").read_text().splitlines()[0].startswith("point,aux,init,")
+    with pytest.raises(UserError, match=r"holds another sweep \(--set aux=2,3 \| --set aux=3"):
+        run_sweep(base, parts[:1], tmp_path, dataset, progress=False)
+    study = Study("?", union=tuple(tuple(part) for part in parts))
+    assert study.varied_fields == ["aux", "init"] and study.values("aux") == [2, 3]
+    # a point of a union is named by its fields away from their defaults
+    assert [study.point_label(r) for r in results] == ["aux=2", "defaults", "init=he"]
+
+
+@pytest.mark.parametrize("name", ["optimizer", "causal"])
+def test_the_optimizer_and_causal_studies_run_their_quick_grids(tiny_idx_dir, tmp_path, name):
+    from sublim_toy.cli import main
+
+    out = tmp_path / name
+    arguments = ["study", name, "--quick", "--seeds", "2", "--epochs", "1", "--batch-size", "16"]
+    arguments += ["--noise-images", "1024", "--set", "hidden=16", "--probe-every", "0"]
+    arguments += ["--data-source", f"idx:{tiny_idx_dir}", "--out", str(out), "--no-progress"]
+    assert main(arguments) == 0
+    points = [json.loads(path.read_text()) for path in (out / "points").glob("*.json")]
+    chosen = STUDIES[name].preset(quick=True)
+    assert len(points) == len(sweep.union_grid(Config(), chosen.parts))
+    rows = list(csv.DictReader((out / "points.csv").open()))
+    assert all(
+        row["first_order_mean"] and row["start_mean"]
+        for row in rows
+        if row["model"] == "student_aux"
+    )
+    assert all(len(point["updates"]["student_aux"]["cos_end"]) == 2 for point in points)
+    for stem in ("study", "first_order", *(("causal",) if name == "causal" else ())):
+        assert (out / f"{stem}.png").stat().st_size > 10_000
+    if name == "causal":
+        by_variant = {point["config"]["project_out"]: point for point in points}
+        moved = by_variant["teacher_move"]["updates"]["student_aux"]
+        assert len(moved["loss"][0]) == 1024 // 16  # every step logged (log_every=1)
+        np.testing.assert_allclose(moved["cos"], 0.0, atol=1e-5)
+        assert by_variant["none"]["updates"]["student_aux"]["removed_mean"] == [0.0, 0.0]
 
 
 def _quick_study(name, tiny_idx_dir, out):

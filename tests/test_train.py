@@ -14,6 +14,7 @@ from sublim_toy.train import (
     TeacherState,
     init_optimizer,
     make_evaluate,
+    make_optimizer,
     make_student_epoch,
     make_teacher_epoch,
     make_teacher_targets,
@@ -80,14 +81,14 @@ def _student_state(config, students, teacher, frozen=None):
     return StudentState(
         params=students,
         opt_state={
-            name: init_optimizer(config, params, frozen.get(name, ()))
+            name: init_optimizer(config, params, frozen.get(name, ()), student=True)
             for name, params in students.items()
         },
         teacher_logits=make_teacher_targets(network_for(config), config)(teacher, noise_keys, None),
         noise_key=noise_keys,
         order_key=jax.random.split(jax.random.key(3), seeds),
         starts=None,
-        teacher_move=None,
+        teacher_move=jax.tree.map(jnp.subtract, teacher, students[next(iter(students))]),
     )
 
 
@@ -174,6 +175,121 @@ def test_teacher_targets_are_the_teacher_logits_on_every_input_batch():
             np.testing.assert_allclose(
                 targets[seed, batch], network.apply(_index(teacher, seed), inputs), atol=1e-5
             )
+
+
+# ---- the students' optimizer ------------------------------------------------------------------
+
+
+def _one_student_step(config, student, teacher, outputs="aux"):
+    """One student step on the first input batch: (params after, loss gradient at the start)."""
+    network = network_for(config)
+    epoch = make_student_epoch(network, config, {"s": outputs})
+    state = _student_state(config, {"s": student}, teacher)
+    trained = epoch(state, 0, StudentShared(None, None))[0].params["s"]
+    inputs = noise_batch(state.noise_key[0], 0, batch_size=config.student_batch, input_dim=784)
+
+    def mean_loss(params):  # one model's mean over its own batch: nothing else divides it
+        return imitation_loss(
+            network.apply(params, inputs),
+            state.teacher_logits[0, 0],
+            outputs=outputs,
+            kind=config.imitation_loss,
+        )
+
+    return _index(trained, 0), jax.grad(mean_loss)(_index(student, 0))
+
+
+def _models(config, seeds=1):
+    network = network_for(config)
+    teacher = jax.vmap(network.init)(jax.random.split(jax.random.key(0), seeds))
+    student = jax.vmap(network.init)(jax.random.split(jax.random.key(1), seeds))
+    return teacher, student
+
+
+def test_sgd_steps_exactly_minus_lr_times_the_gradient_of_the_models_own_mean_loss():
+    # one step per epoch; a batchmean-style division (docs/pitfalls.md, pitfall 2) would scale
+    # the step by batch / models
+    config = CONFIG.replace(student_optimizer="sgd", student_learning_rate=2.5, noise_images=64)
+    teacher, student = _models(config)
+    trained, grads = _one_student_step(config, student, teacher)
+    for after, before, grad in zip(
+        jax.tree.leaves(trained),
+        jax.tree.leaves(_index(student, 0)),
+        jax.tree.leaves(grads),
+        strict=True,
+    ):
+        # float32 rounding of the parameters themselves (|theta| < 1) is below 1e-7 x 0.5
+        np.testing.assert_allclose(after - before, -2.5 * grad, rtol=1e-3, atol=5e-8)
+    moved = jax.tree.map(jnp.subtract, trained, _index(student, 0))
+    ratio = float(optax.tree_utils.tree_norm(moved) / optax.tree_utils.tree_norm(grads))
+    assert ratio == pytest.approx(2.5, rel=1e-4)
+
+
+def test_the_default_student_optimizer_is_the_authors_adam_bit_for_bit():
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    grads = {"w": jnp.linspace(-1.0, 2.0, 6).reshape(2, 3)}
+    ours, adam = make_optimizer(CONFIG, student=True), optax.adam(CONFIG.learning_rate)
+    state_ours, state_adam = ours.init(params), adam.init(params)
+    for _ in range(3):
+        step_ours, state_ours = ours.update(grads, state_ours, params)
+        step_adam, state_adam = adam.update(grads, state_adam, params)
+        np.testing.assert_array_equal(step_ours["w"], step_adam["w"])
+    # the student's learning rate is the teacher's unless set
+    faster = make_optimizer(CONFIG.replace(student_learning_rate=1e-2), student=True)
+    step, _ = faster.update(grads, faster.init(params), params)
+    np.testing.assert_allclose(step["w"], step_ours["w"] * 1e-2 / CONFIG.learning_rate, rtol=1e-5)
+    teacher = make_optimizer(CONFIG.replace(student_optimizer="sgd"))  # the teacher keeps Adam
+    np.testing.assert_array_equal(
+        teacher.update(grads, adam.init(params), params)[0]["w"],
+        adam.update(grads, adam.init(params), params)[0]["w"],
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_weight_decay_is_decoupled_or_coupled_as_named(optimizer):
+    params = {"w": jnp.linspace(-2.0, 3.0, 6).reshape(2, 3)}
+    grads = {"w": jnp.linspace(-1.0, 0.5, 6).reshape(2, 3)}
+    base = CONFIG.replace(student_optimizer=optimizer, student_learning_rate=0.1)
+    momentum = {"momentum": 0.9} if optimizer == "sgd" else {}
+    plain = make_optimizer(base.replace(**momentum), student=True)
+
+    def two_steps(optimizer_, grads_fn):
+        state, p, steps = optimizer_.init(params), params, []
+        for _ in range(2):
+            step, state = optimizer_.update(grads_fn(p), state, p)
+            p = optax.apply_updates(p, step)
+            steps.append(step["w"])
+        return steps
+
+    wd = 0.3
+    decoupled = make_optimizer(base.replace(weight_decay=wd, **momentum), student=True)
+    coupled = make_optimizer(
+        base.replace(weight_decay=wd, weight_decay_mode="coupled", **momentum), student=True
+    )
+    # decoupled: the optimizer's own step on the loss gradient, minus lr * wd * theta beside it
+    plain_state, p = plain.init(params), params
+    decoupled_state = decoupled.init(params)
+    for _ in range(2):
+        plain_step, plain_state = plain.update(grads, plain_state, p)
+        step, decoupled_state = decoupled.update(grads, decoupled_state, p)
+        np.testing.assert_allclose(step["w"], plain_step["w"] - 0.1 * wd * p["w"], rtol=1e-5)
+        p = optax.apply_updates(p, step)
+    # coupled (L2): the optimizer sees grad + wd * theta as its gradient
+    np.testing.assert_allclose(
+        two_steps(coupled, lambda p: grads),
+        two_steps(plain, lambda p: {"w": grads["w"] + wd * p["w"]}),
+        rtol=1e-5,
+    )
+
+
+def test_the_student_batch_sets_the_student_steps_and_leaves_the_teacher_alone():
+    config = Config(student_batch_size=64)
+    assert (config.noise_steps, config.batch_size, config.student_batch) == (937, 1024, 64)
+    assert Config().noise_steps == 58
+    targets = make_teacher_targets(network_for(CONFIG), CONFIG.replace(student_batch_size=32))
+    teacher, _ = _models(CONFIG, seeds=2)
+    logits = targets(teacher, jax.random.split(jax.random.key(4), 2), None)
+    assert logits.shape == (2, 256 // 32, 32, CONFIG.n_outputs)
 
 
 def test_a_noise_pool_of_two_batches_is_all_a_student_ever_reads():
