@@ -79,9 +79,24 @@ def _json_config(config: Config) -> dict:
     return json.loads(json.dumps(config.to_dict()))
 
 
-def point_name(config: Config) -> str:
-    """A stable file name for a point: the hash of its whole config."""
-    text = json.dumps(_json_config(config), sort_keys=True)
+# Every field's default as stored in JSON. A field added to Config later takes a default that
+# keeps the older behaviour (a new field never changes what an old config computes), so a
+# config stored before the field existed is that config with the field at its default.
+JSON_DEFAULTS = json.loads(json.dumps(DEFAULTS))
+
+
+def _upgraded(stored_config: dict) -> dict:
+    """A stored config (or sweep base) with the fields it predates at their defaults."""
+    return {**JSON_DEFAULTS, **stored_config}
+
+
+def point_name(config: Config, fields: Sequence[str] | None = None) -> str:
+    """A stable file name for a point: the hash of its whole config (with `fields`, of those
+    fields only: the name a sweep stored before the other fields existed gave it)."""
+    json_config = _json_config(config)
+    if fields is not None:
+        json_config = {field: json_config[field] for field in fields}
+    text = json.dumps(json_config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -93,7 +108,38 @@ def _finished(path: Path, config: Config, dataset: Dataset) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     same_data = stored.get("data", {}).get("sha256") == dataset.sha256
-    return stored if same_data and stored.get("config") == _json_config(config) else None
+    same_config = _upgraded(stored.get("config") or {}) == _json_config(config)
+    return stored if same_data and same_config else None
+
+
+def _stored_fields(out_dir: Path) -> list[str] | None:
+    """The config fields of the sweep stored in `out_dir` when it predates some of today's
+    (its base config lacks them); None when it has them all or cannot be read."""
+    try:
+        base = json.loads((out_dir / "sweep.json").read_text())["base"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(base, dict) or set(base) >= set(JSON_DEFAULTS):
+        return None
+    return [field for field in base if field in JSON_DEFAULTS]
+
+
+def _finished_under_older_name(
+    out_dir: Path, config: Config, dataset: Dataset, fields: list[str] | None
+) -> dict | None:
+    """A point stored by a version whose Config had only `fields`, found under the name that
+    version gave it and renamed to today's (its config upgraded): a new field must not orphan
+    a finished point. None if there is none."""
+    if fields is None:
+        return None
+    older = out_dir / "points" / f"{point_name(config, fields)}.json"
+    result = _finished(older, config, dataset)
+    if result is None:
+        return None
+    result = {**result, "point": point_name(config), "config": _json_config(config)}
+    write_json(out_dir / "points" / f"{point_name(config)}.json", result)
+    older.unlink(missing_ok=True)
+    return result
 
 
 _HELD: set[Path] = set()  # directories this process holds the lock of (it is reentrant)
@@ -157,6 +203,8 @@ def claim(out_dir: Path, record: dict, *, overwrite: bool) -> None:
         stored = {"unreadable": f"unreadable sweep.json: {err}"}
     if "data" not in stored and "base" in stored:  # written before sweep.json recorded its data
         stored = {**stored, "data": record["data"]}  # (points still check their own data)
+    if isinstance(stored.get("base"), dict):  # a sweep stored before some fields existed
+        stored = {**stored, "base": _upgraded(stored["base"])}
     if all(stored.get(key) == record[key] for key in record):
         if not overwrite:
             return
@@ -222,10 +270,12 @@ def run_sweep(
     record = grid_record(base, parts, dataset)
     names = [point_name(config) for config in configs]
     with locked(out_dir) if writer else contextlib.nullcontext():
+        older_fields = _stored_fields(out_dir) if writer else None
         if writer:
             claim(out_dir, record, overwrite=overwrite)
         results = [
             _finished(out_dir / "points" / f"{n}.json", c, dataset)
+            or _finished_under_older_name(out_dir, c, dataset, older_fields)
             for n, c in zip(names, configs, strict=True)
         ]
         missing = agree_with_main([result is None for result in results])

@@ -390,3 +390,44 @@ def test_study_perturb_quick_keeps_std_zero_the_shared_init(tiny_idx_dir, tmp_pa
     assert [len(ax.get_xticklabels()) for ax in fig.axes] == [2, 2]
     assert len(fig.axes[1].get_legend_handles_labels()[1]) == 2  # perturb=head, perturb=hidden
     plt.close(fig)
+
+
+def test_a_sweep_stored_before_a_config_field_existed_resumes_without_recomputing(
+    tiny_idx_dir, tmp_path, monkeypatch
+):
+    # An older version's Config lacked today's last fields: its sweep.json base and its points'
+    # configs lack them and its point names hash the fields it had. Upgrading must not orphan
+    # those points (they are today's configs with the new fields at their defaults).
+    monkeypatch.setattr(sweep, "run_experiment", _canned_run)
+    dataset = load_dataset(f"idx:{tiny_idx_dir}")
+    base = Config(seeds=2, hidden=(8,), teacher_epochs=1, student_epochs=1, batch_size=16)
+    base = base.replace(noise_images=32, probe_every=0)
+    parts = [[("aux", (2, 3))]]
+    run_sweep(base, parts, tmp_path, dataset, progress=False)
+    newer = ["project_out", "log_every"]  # fields the older version did not have
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    older_fields = [field for field in stored["base"] if field not in newer]
+    stored["base"] = {field: stored["base"][field] for field in older_fields}
+    (tmp_path / "sweep.json").write_text(json.dumps(stored))
+    for path in list((tmp_path / "points").glob("*.json")):
+        point = json.loads(path.read_text())
+        point["config"] = {field: point["config"][field] for field in older_fields}
+        config = Config(**{**base.to_dict(), "aux": point["config"]["aux"]})
+        older_name = sweep.point_name(config, older_fields)
+        path.unlink()
+        (tmp_path / "points" / f"{older_name}.json").write_text(json.dumps(point))
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished point was trained again")
+
+    monkeypatch.setattr(sweep, "run_experiment", must_not_train)
+    results = run_sweep(base, parts, tmp_path, dataset, progress=False)
+    assert [r["config"]["aux"] for r in results] == [2, 3]
+    names = {path.stem for path in (tmp_path / "points").glob("*.json")}
+    assert names == {sweep.point_name(c) for c in sweep.union_grid(base, parts)}  # renamed
+    assert all(r["config"]["project_out"] == "none" for r in results)
+    # an older point is today's config only with the new fields at their defaults
+    point = tmp_path / "points" / f"{names.pop()}.json"
+    assert sweep._finished(point, Config(**json.loads(point.read_text())["config"]), dataset)
+    moved = Config(**json.loads(point.read_text())["config"]).replace(log_every=1)
+    assert sweep._finished(point, moved, dataset) is None
