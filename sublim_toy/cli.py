@@ -60,7 +60,9 @@ files and the numbers.
 """
 # The files each command writes into its --out (a rerun replaces them only with --overwrite).
 RUN_FILES = ("results.json", "figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
-PLOT_FILES = ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
+# `plot --svg` writes these too; a run owns them, so that a rerun leaves no older SVG behind
+SVG_FILES = ("figure10.svg", "alignment.svg")
+PLOT_FILES = ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf", *SVG_FILES)
 THEOREM_FILES = (
     "theorem.json",
     "theorem_loglog.png",
@@ -72,6 +74,8 @@ THEOREM_FILES = (
     "boundary.pdf",
 )
 BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
+# plot --style: the names of plots.STYLES (not imported here: matplotlib loads only to draw)
+FIGURE_STYLES = ("docs", "projector")
 STUDY_FILES = tuple(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf"))
 # Config fields with a flag of their own (--teacher-epochs, ...); every field has --set.
 NAMED_FIELDS = (
@@ -163,6 +167,14 @@ def _add_plot(commands) -> None:
     plot = commands.add_parser("plot", description=COMMAND_HELP["plot"])
     plot.add_argument("results", type=Path, help="results.json of a reproduce run")
     plot.add_argument("--out", type=Path, help="output directory (default: beside the JSON)")
+    plot.add_argument(
+        "--style",
+        choices=FIGURE_STYLES,
+        default="docs",
+        help="docs (default: the committed figures) or projector (for a lecture room: no text "
+        "under 16 pt, larger figures, the alignment panels in a 2 x 2 grid)",
+    )
+    plot.add_argument("--svg", action="store_true", help="also write each figure as SVG")
     _overwrite_argument(plot, "replace the figures already in --out")
 
 
@@ -428,7 +440,7 @@ def reproduce(args: argparse.Namespace) -> None:
     from sublim_toy.results import format_table
 
     config = config_from_args(args)
-    outputs = OutputDir(args.out, RUN_FILES, overwrite=args.overwrite)
+    outputs = OutputDir(args.out, RUN_FILES + SVG_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
     results = run_experiment(config, dataset, progress=not args.no_progress)
@@ -533,15 +545,17 @@ def _study_figures(name: str, chosen, results: list[dict], out: Path) -> list[Pa
 
 def plot(args: argparse.Namespace) -> None:
     from sublim_toy.files import OutputDir
-    from sublim_toy.plots import alignment_figure, figure10, figure_files
+    from sublim_toy.plots import FORMATS, alignment_figure, figure10, figure_files, figure_style
     from sublim_toy.results import check_alignment, check_record
 
     results = check_record(_read_json(args.results), str(args.results))
     outputs = OutputDir(args.out or args.results.parent, PLOT_FILES, overwrite=args.overwrite)
-    files = figure_files(figure10(results), "figure10")
-    if (results.get("alignment") or {}).get("steps"):
-        check_alignment(results, str(args.results))
-        files.update(figure_files(alignment_figure(results), "alignment"))
+    formats = (*FORMATS, "svg") if args.svg else FORMATS
+    with figure_style(args.style):
+        files = figure_files(figure10(results), "figure10", formats)
+        if (results.get("alignment") or {}).get("steps"):
+            check_alignment(results, str(args.results))
+            files.update(figure_files(alignment_figure(results), "alignment", formats))
     for path in outputs.commit(files):
         print(f"wrote {path}")
 

@@ -1,6 +1,8 @@
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +67,12 @@ def test_student_init_and_freeze_flags_set_the_config():
     )
 
 
+def test_the_command_line_names_every_figure_style():
+    from sublim_toy import cli, plots
+
+    assert cli.FIGURE_STYLES == tuple(plots.STYLES)
+
+
 def test_module_entry_point_and_help():
     done = subprocess.run(
         [sys.executable, "-m", "sublim_toy", "reproduce", "--help"], capture_output=True, text=True
@@ -120,6 +128,27 @@ def test_reproduce_end_to_end_on_real_mnist(mnist_cache, tmp_path, capsys):
     assert main(["plot", str(out / "results.json")]) == 2  # figure10.pdf is still there
     assert main(["plot", str(out / "results.json"), "--overwrite"]) == 0
     assert (out / "figure10.png").exists()
+
+
+def test_plot_draws_for_a_projector_and_writes_svg_when_asked(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    shutil.copy(Path(__file__).parents[1] / "docs" / "reproduce" / "results.json", results)
+    svgs = {"figure10.svg", "alignment.svg"}
+    assert main(["plot", str(results), "--style", "projector", "--svg"]) == 0
+    written = {path.name for path in tmp_path.iterdir()}
+    assert svgs <= written and {"figure10.png", "alignment.pdf"} <= written
+    assert (tmp_path / "figure10.svg").read_text().startswith("<?xml")
+    # a redraw without --svg leaves no SVG of the earlier one behind
+    assert main(["plot", str(results), "--overwrite"]) == 0
+    assert not svgs & {path.name for path in tmp_path.iterdir()}
+    # reproduce owns the SVGs too: it refuses a directory that holds one
+    (tmp_path / "figure10.svg").write_text("<svg/>")
+    (tmp_path / "results.json").rename(tmp_path / "kept.json")
+    for name in ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf"):
+        (tmp_path / name).unlink()
+    capsys.readouterr()
+    assert main(["reproduce", "--out", str(tmp_path)]) == 2
+    assert "(figure10.svg)" in capsys.readouterr().err
 
 
 def test_plot_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
