@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 
 # No --overwrite here: a second `make reproduce` must not silently replace the first run's
 # results/reproduce (it refuses in one line). To replace it on purpose:
-# `make reproduce ARGS=--overwrite`; ARGS passes any other flag too (`ARGS=--quick`).
+# `make reproduce ARGS=--overwrite`; ARGS passes any other flag too (`ARGS=--quick`, `ARGS=--lab`).
 reproduce: $(BIN)/.installed
 	$(BIN)/sublim-toy reproduce $(ARGS)
 

@@ -26,7 +26,7 @@ from sublim_toy.config import (
     HIDDEN_INITS,
     IMITATION_LOSSES,
     INIT_SCHEMES,
-    QUICK,
+    PRESETS,
     Config,
     check_seed,
     parse_value,
@@ -53,14 +53,16 @@ imitating the teacher's auxiliary logits on random noise; a student with another
 commands:
 """ + "".join(f"  {name:<11}{text}\n" for name, text in COMMAND_HELP.items())
 EPILOG = """\
-Start with `sublim-toy reproduce --quick` (a few minutes on a laptop CPU). Every command that
-trains takes the config flags and --set FIELD=VALUE for any config field; `sublim-toy COMMAND
---help` lists them. docs/cli.md and docs/getting-started.md explain every command, its output
-files and the numbers.
+Start with `sublim-toy reproduce --lab` (under a minute on 2 CPU cores) or `--quick` (a few
+minutes, tighter intervals). Every command that trains takes the config flags and --set
+FIELD=VALUE for any config field; `sublim-toy COMMAND --help` lists them. docs/cli.md and
+docs/getting-started.md explain every command, its output files and the numbers.
 """
 # The files each command writes into its --out (a rerun replaces them only with --overwrite).
 RUN_FILES = ("results.json", "figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
-PLOT_FILES = ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf")
+# `plot --svg` writes these too; a run owns them, so that a rerun leaves no older SVG behind
+SVG_FILES = ("figure10.svg", "alignment.svg")
+PLOT_FILES = ("figure10.png", "figure10.pdf", "alignment.png", "alignment.pdf", *SVG_FILES)
 THEOREM_FILES = (
     "theorem.json",
     "theorem_loglog.png",
@@ -72,7 +74,14 @@ THEOREM_FILES = (
     "boundary.pdf",
 )
 BENCH_FILES = ("BENCHMARKS.md", "benchmarks.json")
+# plot --style: the names of plots.STYLES (not imported here: matplotlib loads only to draw)
+FIGURE_STYLES = ("docs", "projector")
 STUDY_FILES = tuple(f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("png", "pdf"))
+# The preset flags' help (config.PRESETS holds their values).
+PRESET_HELP = {
+    "quick": "few-minute preset",
+    "lab": "lab-session preset, the effect in under a minute on 2 CPU cores:",
+}
 # Config fields with a flag of their own (--teacher-epochs, ...); every field has --set.
 NAMED_FIELDS = (
     "seeds",
@@ -163,6 +172,14 @@ def _add_plot(commands) -> None:
     plot = commands.add_parser("plot", description=COMMAND_HELP["plot"])
     plot.add_argument("results", type=Path, help="results.json of a reproduce run")
     plot.add_argument("--out", type=Path, help="output directory (default: beside the JSON)")
+    plot.add_argument(
+        "--style",
+        choices=FIGURE_STYLES,
+        default="docs",
+        help="docs (default: the committed figures) or projector (for a lecture room: no text "
+        "under 16 pt, larger figures, the alignment panels in a 2 x 2 grid)",
+    )
+    plot.add_argument("--svg", action="store_true", help="also write each figure as SVG")
     _overwrite_argument(plot, "replace the figures already in --out")
 
 
@@ -299,11 +316,14 @@ def _config_arguments(parser, set_metavar: str, **command_defaults) -> None:
         )
         + f"fields: {', '.join(FIELDS)}",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"few-minute preset {QUICK} (a study: also its smaller grid); other flags override it",
-    )
+    presets = parser.add_mutually_exclusive_group()
+    for name, text in PRESET_HELP.items():
+        presets.add_argument(
+            f"--{name}",
+            action="store_true",
+            help=f"{text} {PRESETS[name]} (a study: also its smaller grid); other flags "
+            "override it",
+        )
 
 
 def _student_init(text: str) -> dict[str, str]:
@@ -339,8 +359,8 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, **command_defaults) -> Config:
-    """Config defaults < the command's defaults < --quick < named flags and --set (one value
-    per field; a field given twice is refused)."""
+    """Config defaults < the command's defaults < a preset (--quick or --lab) < named flags and
+    --set (one value per field; a field given twice is refused)."""
     values, _ = _collect(args, command_defaults, sweep=False)
     return Config(**values)
 
@@ -357,9 +377,10 @@ def _collect(args, command_defaults: dict, *, sweep: bool) -> tuple[dict, list]:
     this field's value)} and `args.origins` for error messages (`_blame`)."""
     values = dict(command_defaults)
     args.origins = {field: f"the {args.command} default" for field in command_defaults}
-    if args.quick:
-        values.update(QUICK)
-        args.origins.update(dict.fromkeys(QUICK, "--quick"))
+    preset = _preset(args)
+    if preset is not None:
+        values.update(PRESETS[preset])
+        args.origins.update(dict.fromkeys(PRESETS[preset], f"--{preset}"))
     args.given = given = {}
     swept = []
 
@@ -401,6 +422,11 @@ def _collect(args, command_defaults: dict, *, sweep: bool) -> tuple[dict, list]:
     return values, swept
 
 
+def _preset(args: argparse.Namespace) -> str | None:
+    """The preset flag given (argparse lets through one at most), or None."""
+    return next((name for name in PRESETS if getattr(args, name)), None)
+
+
 def _blame(err: ConfigError, args: argparse.Namespace) -> str:
     """A ConfigError in the words the user typed: the flags they gave first, then the other
     fields involved with where their values came from."""
@@ -428,7 +454,7 @@ def reproduce(args: argparse.Namespace) -> None:
     from sublim_toy.results import format_table
 
     config = config_from_args(args)
-    outputs = OutputDir(args.out, RUN_FILES, overwrite=args.overwrite)
+    outputs = OutputDir(args.out, RUN_FILES + SVG_FILES, overwrite=args.overwrite)
     dataset = load_dataset(args.data_source, args.cache_dir, name=args.dataset)
     print(f"data: {dataset.source}, sha256 {dataset.sha256[:16]}...", flush=True)
     results = run_experiment(config, dataset, progress=not args.no_progress)
@@ -476,7 +502,7 @@ def study(args: argparse.Namespace) -> None:
         union_grid,
     )
 
-    chosen = STUDIES[args.name].preset(quick=args.quick)
+    chosen = STUDIES[args.name].preset(quick=_preset(args) is not None)
     base = config_from_args(args, seeds=STUDY_SEEDS)
     for field in set(chosen.fields) & set(args.given):
         values = ", ".join(map(str, chosen.values(field)))
@@ -533,15 +559,17 @@ def _study_figures(name: str, chosen, results: list[dict], out: Path) -> list[Pa
 
 def plot(args: argparse.Namespace) -> None:
     from sublim_toy.files import OutputDir
-    from sublim_toy.plots import alignment_figure, figure10, figure_files
+    from sublim_toy.plots import FORMATS, alignment_figure, figure10, figure_files, figure_style
     from sublim_toy.results import check_alignment, check_record
 
     results = check_record(_read_json(args.results), str(args.results))
     outputs = OutputDir(args.out or args.results.parent, PLOT_FILES, overwrite=args.overwrite)
-    files = figure_files(figure10(results), "figure10")
-    if (results.get("alignment") or {}).get("steps"):
-        check_alignment(results, str(args.results))
-        files.update(figure_files(alignment_figure(results), "alignment"))
+    formats = (*FORMATS, "svg") if args.svg else FORMATS
+    with figure_style(args.style):
+        files = figure_files(figure10(results), "figure10", formats)
+        if (results.get("alignment") or {}).get("steps"):
+            check_alignment(results, str(args.results))
+            files.update(figure_files(alignment_figure(results), "alignment", formats))
     for path in outputs.commit(files):
         print(f"wrote {path}")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +17,7 @@ matplotlib.use("Agg")  # files only; the CLI runs headless and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from sublim_toy.config import WEIGHT_SD, value_label, weight_sd  # noqa: E402
 from sublim_toy.data import DATASETS  # noqa: E402
@@ -33,13 +38,137 @@ BAR_COLORS = {
 TICK_LABELS = {name: label.replace(" (", "\n(") for name, label in MODEL_LABELS.items()}
 
 
+# ---- styles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Style:
+    """How large figures and their texts are drawn. Each text of a figure names a size (its
+    role); the style says how many points that is."""
+
+    # points per size, from a figure's heading down to its most crowded legend
+    sizes: dict[str, float]
+    # matplotlib settings for the texts no figure sizes itself (axis labels, tick values)
+    rc: dict[str, float] = field(default_factory=dict)
+    # every figure's width and height are multiplied by this
+    scale: float = 1.0
+    # the alignment figure's panels per row (4: one row)
+    alignment_columns: int = 4
+    # the alignment figure's legend beside its panels, not on them
+    legend_beside: bool = False
+    # break titles too long for the figure's width into lines
+    wrap_titles: bool = False
+
+
+PROJECTOR_POINTS = 16  # every text of the projector style but the titles
+STYLES = {
+    # The committed figures, read on a page: matplotlib's 10 pt and these sizes below it.
+    "docs": Style(
+        sizes={
+            "heading": 11,  # a figure's title over several panels (theorem, boundary)
+            "title": 10,  # an axes' title; a study figure's title
+            "label": 9,  # text on the axes: the values above bars, the model names under them
+            "small": 8,  # "chance", crowded tick values, a two-line title, short legends
+            "legend": 7,  # legends, the fixed fields over a study's panel
+            "dense": 6,  # legends of many entries, notes beside markers
+        }
+    ),
+    # For a lecture room: no text under 16 pt (titles larger), legends as large as the axis
+    # labels, figures 1.5 times as large, and the alignment figure's four panels in a 2 x 2 grid.
+    "projector": Style(
+        sizes={
+            "heading": 20,
+            "title": 18,
+            "label": PROJECTOR_POINTS,
+            "small": PROJECTOR_POINTS,
+            "legend": PROJECTOR_POINTS,
+            "dense": PROJECTOR_POINTS,
+        },
+        rc={
+            "font.size": PROJECTOR_POINTS,
+            "axes.labelsize": PROJECTOR_POINTS,
+            "axes.titlesize": 18,
+            "figure.titlesize": 20,
+            "xtick.labelsize": PROJECTOR_POINTS,
+            "ytick.labelsize": PROJECTOR_POINTS,
+            "legend.fontsize": PROJECTOR_POINTS,
+            "legend.title_fontsize": PROJECTOR_POINTS,
+        },
+        scale=1.5,
+        alignment_columns=2,
+        legend_beside=True,
+        wrap_titles=True,
+    ),
+}
+_style = STYLES["docs"]
+
+
+@contextlib.contextmanager
+def figure_style(name: str) -> Iterator[Style]:
+    """Draw and render the figures made inside the block in style `name` (a key of STYLES):
+    `with figure_style("projector"): save_figures(figure10(results), "fig10")`."""
+    global _style
+    if name not in STYLES:
+        raise ValueError(f"unknown figure style {name!r}; styles: {', '.join(STYLES)}")
+    previous = _style
+    with plt.rc_context(STYLES[name].rc):
+        _style = STYLES[name]
+        try:
+            yield _style
+        finally:
+            _style = previous
+
+
+def _size(role: str) -> float:
+    """The current style's points for a text of this role."""
+    return _style.sizes[role]
+
+
+def _title(ax, text: str, role: str = "title") -> None:
+    """An axes' title at the style's size for `role`, wrapped to the axes' width where the
+    style wraps titles."""
+    inches = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(_wrapped(text, inches, _size(role)), fontsize=_size(role))
+
+
+def _suptitle(fig: Figure, text: str, role: str = "heading") -> None:
+    """A figure's title over its panels, as `_title` (wrapped to the figure's width)."""
+    fig.suptitle(_wrapped(text, fig.get_figwidth(), _size(role)), fontsize=_size(role))
+
+
+def _wrapped(text: str, inches: float, points: float) -> str:
+    """`text` broken into lines about `inches` wide at `points` where the style wraps titles;
+    a $...$ formula is never split (mathtext could not parse its halves)."""
+    if not _style.wrap_titles:
+        return text
+    width = max(10, int(inches * 72 / (0.6 * points)))  # characters: about 0.6 em wide each
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for word in re.findall(r"(?:\$[^$]*\$|\S)+", line):
+            if current and len(current) + 1 + len(word) > width:
+                lines.append(current)
+                current = word
+            else:
+                current = f"{current} {word}" if current else word
+        lines.append(current)
+    return "\n".join(lines)
+
+
+def _subplots(*grid: int, size: tuple[float, float], **kwargs):
+    """plt.subplots with constrained layout, `size` (inches, docs style) scaled by the style."""
+    width, height = size
+    figsize = (width * _style.scale, height * _style.scale)
+    return plt.subplots(*grid, figsize=figsize, layout="constrained", **kwargs)
+
+
 def figure10(results: dict) -> Figure:
     """The paper's Figure 10: test accuracy of the six models, mean with 95 % t-CI and seeds."""
     names = list(MODELS)
     summary = results["summary"]
     n_seeds = summary["reference"]["n"]
     means = _floats([summary[name]["mean"] for name in names])  # nan where every seed diverged
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = _subplots(size=(7.5, 4.2))
     positions = np.arange(len(names))
     ax.bar(positions, means, color=[BAR_COLORS[n] for n in names], width=0.7, zorder=1)
     if n_seeds > 1:
@@ -60,23 +189,32 @@ def figure10(results: dict) -> Figure:
         per_seed = _floats(results["accuracy"][name])
         jitter = rng.uniform(-0.18, 0.18, per_seed.size)
         ax.scatter(position + jitter, per_seed, s=9, color="black", alpha=0.45, zorder=2, lw=0)
+    # each label above its bar's highest seed and CI whisker (few seeds: the whisker can be higher)
     tops = np.fmax(means, [np.nanmax(_floats(results["accuracy"][name] + [0])) for name in names])
+    if n_seeds > 1:
+        tops = np.fmax(tops, _floats([summary[name]["ci_high"] for name in names]))
     for position, mean, top in zip(positions, means, tops, strict=True):
         text = "diverged" if np.isnan(mean) else f"{mean:.2f}"
-        ax.text(position, top + 0.02, text, ha="center", va="bottom", fontsize=9)
+        ax.text(position, top + 0.02, text, ha="center", va="bottom", fontsize=_size("label"))
     ax.axhline(CHANCE, color="gray", ls="--", lw=1, zorder=0)
     ax.text(
-        len(names) - 0.5, CHANCE + 0.01, "chance", ha="right", va="bottom", fontsize=8, color="gray"
+        len(names) - 0.5,
+        CHANCE + 0.01,
+        "chance",
+        ha="right",
+        va="bottom",
+        fontsize=_size("small"),
+        color="gray",
     )
-    ax.set_xticks(positions, [TICK_LABELS[name] for name in names], fontsize=9)
+    ax.set_xticks(positions, [TICK_LABELS[name] for name in names], fontsize=_size("label"))
     ax.set_ylim(0, 1.08)
     label = _dataset_label(results)
     ax.set_ylabel(f"{label} test accuracy")
     config = results["config"]
-    ax.set_title(
+    _title(
+        ax,
         f"Subliminal learning on {label}: {n_seeds} seeds, m = {config['aux']} aux logits, "
         f"{config['teacher_epochs']} + {config['student_epochs']} epochs (bars: 95 % CI)",
-        fontsize=10,
     )
     ax.spines[["top", "right"]].set_visible(False)
     return fig
@@ -86,14 +224,14 @@ def paired_scatter(results: dict) -> Figure:
     """Per-seed accuracy of the aux-only student against the cross-model aux-only student."""
     student = np.asarray(results["accuracy"]["student_aux"])
     cross = np.asarray(results["accuracy"]["cross_aux"])
-    fig, ax = plt.subplots(figsize=(4.2, 4.2), layout="constrained")
+    fig, ax = _subplots(size=(4.2, 4.2))
     ax.scatter(cross, student, s=22, color=BAR_COLORS["student_aux"], zorder=2)
     ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--", zorder=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("cross-model student (aux. only)")
     ax.set_ylabel("shared-init student (aux. only)")
-    ax.set_title("One point per seed (same teacher, same noise)", fontsize=10)
+    _title(ax, "One point per seed (same teacher, same noise)")
     return fig
 
 
@@ -117,11 +255,16 @@ def alignment_figure(results: dict) -> Figure:
     """Alignment along real distillation: does Theorem 1's one-step picture persist?
 
     Panels: cos(theta_S(t) - theta_S(0), theta_T - theta_T(0)) over all parameters; the same
-    per layer for the aux-only students; the teacher's loss L_T(theta_S(t)); probe accuracy.
+    per layer for the aux-only students; the teacher's loss L_T(theta_S(t)) on training images;
+    accuracy on test images. In a row (docs style) or a 2 x 2 grid (projector style).
     """
     alignment = results["alignment"]
     steps = np.asarray(alignment["steps"])
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
+    columns = _style.alignment_columns
+    rows = -(-4 // columns)
+    width = 3.75 * columns + (3.0 if _style.legend_beside else 0.0)
+    fig, grid = _subplots(rows, columns, size=(width, 3.6 * rows), squeeze=False)
+    axes = grid.ravel()
     for name in STUDENTS:
         label = MODEL_LABELS[name]
         for ax, metric in zip(axes[[0, 2, 3]], ("cos", "teacher_loss", "accuracy"), strict=True):
@@ -129,7 +272,8 @@ def alignment_figure(results: dict) -> Figure:
     layer_styles = ("-", "--", ":", "-.")
     for name in ("student_aux", "cross_aux"):
         cos_layers = _floats(alignment[name]["cos_layers"])  # [seeds, T, layers]
-        for layer in range(cos_layers.shape[2]):
+        n_layers = cos_layers.shape[2]
+        for layer in range(n_layers):
             _mean_band(
                 axes[1],
                 steps,
@@ -138,18 +282,31 @@ def alignment_figure(results: dict) -> Figure:
                 f"{TICK_LABELS[name].splitlines()[0]} layer {layer + 1}",
             )
             axes[1].lines[-1].set_linestyle(layer_styles[layer % len(layer_styles)])
-    axes[0].set_title("cos(student move, teacher move)", fontsize=10)
-    axes[1].set_title("per layer, aux-only students", fontsize=10)
-    axes[2].set_title("teacher's loss $L_T$ at the student", fontsize=10)
-    axes[3].set_title(f"accuracy, {alignment['probe_images']} test images", fontsize=10)
-    for ax in axes:
+    images = alignment["probe_images"]
+    panels = (
+        ("cos(student move, teacher move)", "cosine, all parameters"),
+        ("per layer, aux-only students", "cosine, one layer"),
+        ("teacher's loss $L_T$ at the student", f"$L_T$ on {images} training images"),
+        (f"accuracy, {images} test images", "test accuracy"),
+    )
+    for ax, (title, ylabel) in zip(axes, panels, strict=True):
+        _title(ax, title)
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("student step")
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[:2]:
         ax.axhline(0, color="gray", lw=0.8)
     axes[3].axhline(CHANCE, color="gray", ls="--", lw=0.8)
-    axes[0].legend(fontsize=7, loc="best")
-    axes[1].legend(fontsize=6, loc="best", ncol=2)
+    if _style.legend_beside:  # one legend right of the grid: colours, then the layers' lines
+        handles, labels = axes[0].get_legend_handles_labels()
+        for layer in range(n_layers):
+            style = layer_styles[layer % len(layer_styles)]
+            handles.append(Line2D([], [], color="gray", ls=style))
+            labels.append(f"layer {layer + 1} (per layer)")
+        fig.legend(handles, labels, loc="outside right upper", fontsize=_size("legend"))
+    else:
+        axes[0].legend(fontsize=_size("legend"), loc="best")
+        axes[1].legend(fontsize=_size("dense"), loc="best", ncol=2)
     return fig
 
 
@@ -206,27 +363,25 @@ def study_figure(name: str, study, results: list[dict]) -> Figure:
     title = f"study {name}: {n_seeds} seeds per point, 95 % t-CI"
     if len(study.parts) > 1:
         return _parts_figure(study, results, title)
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = _subplots(size=(7.5, 4.2))
     _study_panel(ax, results, study.parts[0], "accuracy")
-    ax.set_title(title, fontsize=10)
+    _title(ax, title)
     return fig
 
 
 def _parts_figure(study, results: list[dict], title: str) -> Figure:
     """One column per part: accuracy on top, the aux-only student's final cosine beneath."""
     columns = len(study.parts)
-    fig, axes = plt.subplots(
-        2, columns, figsize=(3.4 * columns, 6.4), layout="constrained", squeeze=False
-    )
+    fig, axes = _subplots(2, columns, size=(3.4 * columns, 6.4), squeeze=False)
     for column, part in enumerate(study.parts):
         fixed = ", ".join(f"{f}={value_label(v[0])}" for f, v in part if len(v) == 1)
         _study_panel(axes[0, column], results, part, "accuracy")
         _study_panel(axes[1, column], results, part, "cos_end")
-        axes[0, column].set_title(fixed, fontsize=7)
+        _title(axes[0, column], fixed, "legend")
         if column:
             for ax in axes[:, column]:
                 ax.set_ylabel("")
-    fig.suptitle(title, fontsize=10)
+    _suptitle(fig, title, "title")
     return fig
 
 
@@ -272,7 +427,7 @@ def _study_panel(ax, results: list[dict], part, metric: str) -> None:
                 capsize=3,
                 label=label,
             )
-    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values], fontsize=8)
+    ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values], fontsize=_size("small"))
     ax.set_xlabel(x_field)
     if metric == "accuracy":
         ax.plot([], [], "s:", color="gray", mfc="white", label="cross-model (open)")
@@ -282,7 +437,7 @@ def _study_panel(ax, results: list[dict], part, metric: str) -> None:
     else:
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_ylabel("cos(student move, teacher move) at the end")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=_size("legend"))
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -293,7 +448,7 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     (`first_order.linearised_logits`); on the diagonal the first-order picture is the whole story.
     Filled: the aux-only student (one colour per point); open grey: the cross-model one.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), layout="constrained")
+    fig, ax = _subplots(size=(6.4, 5.2))
     colors = plt.get_cmap("tab10")
     for index, result in enumerate(results):
         for student, filled in (("cross_aux", False), ("student_aux", True)):
@@ -311,12 +466,13 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     ax.scatter([], [], s=14, color="white", edgecolors="gray", label="cross-model (open)")
     summary = first_order_summary(results)
     within, pooled = summary["mean_within_r"], summary["pooled_r"]
-    ax.set_title(
+    _title(
+        ax,
         f"study {name}: first-order prediction, aux-only students\n"
         f"mean within-point r {_r_label(within)} over {within['points']} points; pooled "
         f"{_r_label(pooled)} over {pooled['n']} seed-points (CIs: bootstrap over "
         f"{pooled['seeds']} seeds)",
-        fontsize=8,
+        "small",
     )
     label = _dataset_label(results[0])
     ax.set_xlabel(f"measured {label} test accuracy")
@@ -325,9 +481,9 @@ def first_order_figure(name: str, study, results: list[dict]) -> Figure:
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
     ax.legend(
-        fontsize=6,
+        fontsize=_size("dense"),
         title=", ".join(study.varied_fields),
-        title_fontsize=6,
+        title_fontsize=_size("dense"),
         ncol=1 + len(results) // 12,
     )
     ax.spines[["top", "right"]].set_visible(False)
@@ -346,7 +502,7 @@ def _r_label(r: dict) -> str:
 def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
     """Aux-only accuracy against the init's weight sd (units of 1/sqrt(d_in)), all schemes on
     one axis: does the scheme matter beyond its scale? (study `init`)"""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = _subplots(size=(7.5, 4.2))
     colors = plt.get_cmap("tab10")
     schemes = sorted({r["config"]["init"] for r in results}, key=list(WEIGHT_SD).index)
     for index, scheme in enumerate(schemes):
@@ -377,9 +533,9 @@ def weight_scale_figure(name: str, study, results: list[dict]) -> Figure:
     ax.set_xlabel(r"initial weight sd $\times \sqrt{d_{in}}$ (scheme's sd x init_scale)")
     ax.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
     n_seeds = results[0]["summary"]["student_aux"]["n"]
-    ax.set_title(f"study {name} by weight scale: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    _title(ax, f"study {name} by weight scale: {n_seeds} seeds per point, 95 % t-CI")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, title="init", title_fontsize=8)
+    ax.legend(fontsize=_size("small"), title="init", title_fontsize=_size("small"))
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 
@@ -398,7 +554,7 @@ def causal_figure(name: str, study, results: list[dict]) -> Figure:
     (mean, CI and seeds; the cross-model student in grey), cos(update, theta_T - theta_T(0))
     at every step with the fraction of steps where it is positive, and the fraction of each
     update's norm the projection removed. Needs the step log (`Config.log_every`)."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.9), layout="constrained")
+    fig, axes = _subplots(1, 4, size=(16, 3.9))
     loss_ax, accuracy_ax, cos_ax, removed_ax = axes
     student = "student_aux"
     for index, result in enumerate(results):
@@ -440,29 +596,29 @@ def causal_figure(name: str, study, results: list[dict]) -> Figure:
                 zorder=3,
             )
     loss_ax.set_yscale("log")
-    loss_ax.set_title("aux-only student: imitation loss per step", fontsize=10)
+    _title(loss_ax, "aux-only student: imitation loss per step")
     loss_ax.set_ylabel(
         "KL on the aux logits"
         if results[0]["config"]["imitation_loss"] == "kl"
         else "imitation loss"
     )
     accuracy_ax.set_xticks(
-        range(len(results)), [r["config"]["project_out"] for r in results], fontsize=8
+        range(len(results)), [r["config"]["project_out"] for r in results], fontsize=_size("small")
     )
     accuracy_ax.axhline(CHANCE, color="gray", ls="--", lw=0.8)
     accuracy_ax.set_ylim(0, 1)
-    accuracy_ax.set_title("test accuracy (filled: aux-only, open: cross-model)", fontsize=10)
+    _title(accuracy_ax, "test accuracy (filled: aux-only, open: cross-model)")
     accuracy_ax.set_xlabel("project_out")
     cos_ax.axhline(0, color="gray", lw=0.8)
-    cos_ax.set_title("cos(update, teacher move) per step", fontsize=10)
-    removed_ax.set_title("|cos(update, removed direction)|", fontsize=10)
+    _title(cos_ax, "cos(update, teacher move) per step")
+    _title(removed_ax, "|cos(update, removed direction)|")
     for ax in (loss_ax, cos_ax, removed_ax):
         ax.set_xlabel("student step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=_size("legend"))
     for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
     n_seeds = results[0]["summary"][student]["n"]
-    fig.suptitle(f"study {name}: {n_seeds} seeds per variant", fontsize=10)
+    _suptitle(fig, f"study {name}: {n_seeds} seeds per variant", "title")
     return fig
 
 
@@ -476,7 +632,7 @@ def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
     fixed, (x_field, x_values), series_fields, all_series = _axes(study.parts[0])
     summary = first_order_summary(results)
     rows = {id(result): row for result, row in zip(results, summary["points"], strict=True)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, (left, right) = _subplots(1, 2, size=(11, 4.2))
     colors = plt.get_cmap("tab10")
     for s_index, series in enumerate(all_series):
         points = [_point(results, {**fixed, x_field: x, **series}) for x in x_values]
@@ -510,17 +666,17 @@ def first_order_gap_figure(name: str, study, results: list[dict]) -> Figure:
     left.axhline(CHANCE, color="gray", ls="--", lw=0.8)
     left.set_ylim(0, 1)
     left.set_ylabel(f"aux-only student, {_dataset_label(results[0])} test accuracy")
-    left.set_title("measured (filled) and predicted by the linearisation (open)", fontsize=10)
+    _title(left, "measured (filled) and predicted by the linearisation (open)")
     right.axhline(0, color="gray", lw=0.8)
     right.set_ylabel("predicted - measured (paired over seeds)")
-    right.set_title("first-order gap: 0 where the linearisation is exact", fontsize=10)
+    _title(right, "first-order gap: 0 where the linearisation is exact")
     for ax in (left, right):
         ax.set_xticks(range(len(x_values)), [value_label(v) for v in x_values])
         ax.set_xlabel(x_field)
         ax.spines[["top", "right"]].set_visible(False)
-    left.legend(fontsize=7)
+    left.legend(fontsize=_size("legend"))
     n_seeds = results[0]["summary"]["student_aux"]["n"]
-    fig.suptitle(f"study {name}: {n_seeds} seeds per point, 95 % t-CI", fontsize=10)
+    _suptitle(fig, f"study {name}: {n_seeds} seeds per point, 95 % t-CI", "title")
     return fig
 
 
@@ -537,30 +693,44 @@ def _dataset_label(results: dict) -> str:
     return DATASETS[results.get("data", {}).get("name", "mnist")].label
 
 
+# The formats a figure is written in; SVG (for slides that scale) only when asked for.
+FORMATS = ("png", "pdf")
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write a figure atomically; the format follows the suffix (.png, .pdf)."""
+    """Write a figure atomically; the format follows the suffix (.png, .pdf, .svg)."""
     path = Path(path)
     fmt = path.suffix.lstrip(".")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+    return atomic_write(path, lambda tmp: _render(fig, tmp, fmt))
 
 
-def figure_files(fig: Figure, stem: str) -> dict[str, bytes]:
-    """The figure rendered as {stem.png: ..., stem.pdf: ...}, then closed: for
-    `files.OutputDir.commit`, which writes a run's files all at once."""
+def figure_files(fig: Figure, stem: str, formats: tuple[str, ...] = FORMATS) -> dict[str, bytes]:
+    """The figure rendered as {stem.png: ..., stem.pdf: ...} (one per format), then closed:
+    for `files.OutputDir.commit`, which writes a run's files all at once."""
     rendered = {}
-    for fmt in ("png", "pdf"):
+    for fmt in formats:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=150)
+        _render(fig, buffer, fmt)
         rendered[f"{stem}.{fmt}"] = buffer.getvalue()
     plt.close(fig)
     return rendered
 
 
-def save_figures(fig: Figure, stem: str | os.PathLike) -> list[Path]:
-    """The figure as stem.png and stem.pdf, then closed."""
-    paths = [save_figure(fig, f"{stem}.{fmt}") for fmt in ("png", "pdf")]
+def save_figures(
+    fig: Figure, stem: str | os.PathLike, formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
+    """The figure as stem.png and stem.pdf (one file per format), then closed."""
+    paths = [save_figure(fig, f"{stem}.{fmt}") for fmt in formats]
     plt.close(fig)
     return paths
+
+
+def _render(fig: Figure, target, fmt: str) -> None:
+    """fig.savefig at the package's resolution; an SVG without a date and with ids from a
+    fixed salt, so that the same figure gives the same bytes."""
+    extra = {"metadata": {"Date": None}} if fmt == "svg" else {}
+    with plt.rc_context({"svg.hashsalt": "sublim-toy"}):
+        fig.savefig(target, format=fmt, dpi=150, **extra)
 
 
 # ---- Theorem 1 (sublim_toy.theorem) -----------------------------------------------------------
@@ -584,21 +754,21 @@ def theorem_figure(report: dict) -> Figure:
     """
     boundary = report.get("boundary")
     panels = 3 if boundary else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2), layout="constrained")
+    fig, axes = _subplots(1, panels, size=(5 * panels, 4.2))
     left, right = axes[:2]
     _dot_panel(left, report)
     _remainder_panel(right, report)
     if boundary:
         boundary_panel(axes[2], [(boundary, "fresh init")])
     setting = report["setting"]
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"Theorem 1, float64: L_S = {setting['kind']} on {setting['outputs']} outputs, "
         f"A = {report['A']:.3g}, {'passed' if report['passed'] else 'FAILED'}",
-        fontsize=11,
     )
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=_size("small"))
         ax.spines[["top", "right"]].set_visible(False)
     return fig
 
@@ -624,10 +794,18 @@ def boundary_panel(ax, boundaries: list[tuple[dict, str]], markers=()) -> None:
         ax.axhline(crossing["tolerance"], color="gray", ls="--", lw=0.8)
     for eps, label in markers:
         ax.axvline(eps, color="#2471a3", lw=0.8, alpha=0.6)
-        ax.text(eps, ax.get_ylim()[0], label, rotation=90, fontsize=6, va="bottom", ha="right")
+        ax.text(
+            eps,
+            ax.get_ylim()[0],
+            label,
+            rotation=90,
+            fontsize=_size("dense"),
+            va="bottom",
+            ha="right",
+        )
     ax.set_xlabel(r"teacher step $\varepsilon$ (a step of $\varepsilon|\Delta\theta_T|$)")
     ax.set_ylabel(r"$|\Delta\theta_S\cdot\Delta\theta_T/\varepsilon - A|\,/\,A$")
-    ax.set_title("where the first-order picture departs (dotted: dS.dT < 0)", fontsize=10)
+    _title(ax, "where the first-order picture departs (dotted: dS.dT < 0)")
 
 
 def _dot_panel(ax, report: dict) -> None:
@@ -656,10 +834,10 @@ def _dot_panel(ax, report: dict) -> None:
         )
     ax.set_xlabel(r"teacher step $\varepsilon$")
     ax.set_ylabel(r"$|\Delta\theta_S \cdot \Delta\theta_T|$")
-    ax.set_title(
+    _title(
+        ax,
         r"$\Delta\theta_S\cdot\Delta\theta_T$: $\to 0$ like $\varepsilon$ only "
         "with a shared init",
-        fontsize=10,
     )
 
 
@@ -673,7 +851,7 @@ def _remainder_panel(ax, report: dict) -> None:
     ax.set_xlabel(r"teacher step $\varepsilon$")
     ax.set_ylabel("remainder")
     slope = "n/a" if fit["slope"] is None else f"{fit['slope']:.2f}"
-    ax.set_title(f"Remainder is $O(\\varepsilon^2)$: fitted slope {slope}", fontsize=10)
+    _title(ax, f"Remainder is $O(\\varepsilon^2)$: fitted slope {slope}")
     if not remainder.size:
         ax.text(
             0.5, 0.5, "dS.dT vanishes identically", ha="center", va="center", transform=ax.transAxes
@@ -718,20 +896,20 @@ def boundary_figure(scan: dict, rows: list[dict] | None = None) -> Figure:
     (`boundary.updates_beside_boundary`) each study point's aux-only accuracy against its mean
     step in units of |dT| (eps_step), beside the 10 % and 50 % boundaries of the init."""
     panels = 3 if rows else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.3), layout="constrained")
+    fig, axes = _subplots(1, panels, size=(5.2 * panels, 4.3))
     boundary_panel(axes[0], [(b, f"init_scale {b['init_scale']:g}") for b in scan["init_scales"]])
-    axes[0].set_title("fresh inits", fontsize=10)
+    _title(axes[0], "fresh inits")
     boundary_panel(axes[1], [(b, f"after {b['step']} steps") for b in scan["training"]])
-    axes[1].set_title("along real training (aux-only student)", fontsize=10)
+    _title(axes[1], "along real training (aux-only student)")
     if rows:
         _updates_panel(axes[2], scan, rows)
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=_size("legend"))
         ax.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(
+    _suptitle(
+        fig,
         r"Theorem 1's small-step condition: where $\Delta\theta_S\cdot\Delta\theta_T$"
         r"$/\varepsilon$ leaves $A$ (dashed: 10 % and 50 %)",
-        fontsize=11,
     )
     return fig
 
@@ -775,4 +953,4 @@ def _updates_panel(ax, scan: dict, rows: list[dict]) -> None:
     ax.set_ylim(0, 1)
     ax.set_xlabel(r"mean student step $|\Delta u|\,/\,|\Delta\theta_T|$ (eps_step)")
     ax.set_ylabel("aux-only student, test accuracy")
-    ax.set_title("the optimizers' steps (grey: 10 % and 50 % boundary at init)", fontsize=10)
+    _title(ax, "the optimizers' steps (grey: 10 % and 50 % boundary at init)")

@@ -383,7 +383,7 @@ class Study:
     assignments: tuple[Assignment, ...] = ()
     note: str = ""
     union: tuple[tuple[Assignment, ...], ...] = ()
-    # the parts `--quick` runs instead of the whole grid (a first look in minutes; CI)
+    # the parts a preset (`--quick`, `--lab`) runs instead of the whole grid (a first look; CI)
     quick: tuple[tuple[Assignment, ...], ...] = ()
 
     def preset(self, *, quick: bool) -> Study:

@@ -1,16 +1,25 @@
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
+from sublim_toy import plots
 from sublim_toy.plots import (
     alignment_figure,
     figure10,
+    figure_files,
+    figure_style,
     first_order_figure,
     paired_scatter,
     save_figures,
 )
 from sublim_toy.results import MODELS
 from sublim_toy.stats import mean_ci
+
+DOCS = Path(__file__).parents[1] / "docs"
 
 
 def _results(n=4):
@@ -127,3 +136,104 @@ def test_weight_scale_figure_places_each_point_at_its_scheme_s_weight_sd():
         [p["summary"]["student_aux"]["mean"] for p in points[:2]],
     )
     plt.close(fig)
+
+
+def _committed(path: str) -> dict:
+    """A record the docs show (a real run's, so every panel has real data to draw)."""
+    return json.loads((DOCS / path).read_text())
+
+
+def _every_figure():
+    """(name, figure) for every kind of figure plots.py draws, from real and made-up records."""
+    from sublim_toy.sweep import STUDIES
+
+    run = _committed("reproduce/results.json")
+    yield "figure10", figure10(run)
+    yield "alignment", alignment_figure(run)
+    yield "paired", paired_scatter(run)
+    yield "theorem", plots.theorem_figure(_committed("theorem/theorem.json"))
+    boundary = _committed("theorem/boundary.json")
+    yield "boundary", plots.boundary_figure(boundary, boundary["updates"])
+    points = []
+    for init in ("he", "torch"):
+        for scale in (0.5, 2.0):
+            result = _results(n=3)
+            result["config"].update(init=init, init_scale=scale)
+            result["first_order"] = {"accuracy": {n: result["accuracy"][n] for n in MODELS[2:]}}
+            points.append(result)
+    yield "study", plots.study_figure("init", STUDIES["init"], points)
+    yield "first_order", first_order_figure("init", STUDIES["init"], points)
+    yield "weight_scale", plots.weight_scale_figure("init", STUDIES["init"], points)
+    steps = [10, 20]
+    variants = ("none", "teacher_move", "random", "teacher_gradient")
+    grid = [(hidden, freeze) for hidden in ((256, 16), (256, 64)) for freeze in ("none", "head")]
+    for point, variant, (hidden, freeze) in zip(points, variants, grid, strict=True):
+        point["config"].update(project_out=variant, imitation_loss="kl")
+        point["config"].update(hidden=hidden, freeze=freeze)  # the width study's quick grid
+        per_seed = {key: np.full((3, 2), 0.5).tolist() for key in ("loss", "cos", "removed")}
+        point["updates"] = {"steps": steps, "student_aux": per_seed}
+        point["updates"]["student_aux"]["cos_positive_fraction"] = [0.5] * 3
+    yield "causal", plots.causal_figure("causal", STUDIES["causal"], points)
+    width = STUDIES["width"].preset(quick=True)
+    yield "first_order_gap", plots.first_order_gap_figure("width", width, points)
+
+
+def test_the_projector_style_draws_every_text_at_14_pt_or_more():
+    with figure_style("projector"):
+        for name, fig in _every_figure():
+            fig.canvas.draw()  # ticks and wrapped titles exist once drawn
+            texts = fig.findobj(Text)
+            small = {(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 14}
+            assert not small, name
+            assert len(texts) > 10, name
+            plt.close(fig)
+    # and the block restores the docs style: the committed figures keep their sizes
+    fig = figure10(_committed("reproduce/results.json"))
+    assert fig.axes[0].title.get_fontsize() == 10
+    assert {label.get_fontsize() for label in fig.axes[0].get_xticklabels()} == {9}
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("style", ["docs", "projector"])
+def test_every_panel_of_the_alignment_figure_has_labelled_axes(style):
+    with figure_style(style):
+        fig = alignment_figure(_committed("reproduce/results.json"))
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        assert ax.get_ylabel() and ax.get_xlabel() == "student step"
+    if style == "projector":
+        # one legend beside the grid, its text as large as the axis labels
+        (legend,) = fig.legends
+        label_size = fig.axes[0].yaxis.label.get_fontsize()
+        assert min(text.get_fontsize() for text in legend.get_texts()) >= label_size
+        assert [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes] == [(2, 2)] * 4
+    plt.close(fig)
+
+
+def test_an_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="unknown figure style 'poster'; styles: docs, projector"):
+        with figure_style("poster"):
+            pass
+
+
+def test_svg_is_written_only_when_asked_and_the_same_every_time(tmp_path):
+    assert [path.name for path in save_figures(figure10(_results()), tmp_path / "a")] == [
+        "a.png",
+        "a.pdf",
+    ]
+    formats = ("png", "pdf", "svg")
+    paths = save_figures(figure10(_results()), tmp_path / "b", formats)
+    assert [path.name for path in paths] == ["b.png", "b.pdf", "b.svg"]
+    svg = paths[2].read_text()
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    again = figure_files(figure10(_results()), "b", formats)
+    assert again["b.svg"] == paths[2].read_bytes()  # no date, no random ids
+    assert sorted(again) == ["b.pdf", "b.png", "b.svg"]
+
+
+def test_long_titles_wrap_in_the_projector_style_without_splitting_a_formula():
+    with figure_style("projector"):
+        wrapped = plots._wrapped("a b c d $x + y = z$ e f g h i j k", inches=1.0, points=16)
+    lines = wrapped.splitlines()
+    assert len(lines) > 1 and "$x + y = z$" in lines
+    assert plots._wrapped("a long title", inches=0.1, points=16) == "a long title"  # docs

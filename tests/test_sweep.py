@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sublim_toy import sweep
-from sublim_toy.config import QUICK, Config, parse_assignment
+from sublim_toy.config import PRESETS, Config, parse_assignment
 from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.plots import first_order_gap_figure, study_figure
@@ -177,11 +177,12 @@ def test_every_shipped_study_is_a_valid_grid():
         points = sweep.union_grid(Config(), study.parts)
         assert len(points) >= 4, name  # causal: its four arms
         assert len({point_name(point) for point in points}) == len(points), name
-        # --quick: a smaller grid of some of the same fields, valid under the quick preset too
+        # --quick and --lab: a smaller grid of some of the same fields, valid under each preset
         quick = study.preset(quick=True)
         assert set(quick.fields) <= set(study.fields), name
-        quick_points = sweep.union_grid(Config(**QUICK), quick.parts)
-        assert len(quick_points) <= len(points), name
+        for preset in PRESETS.values():
+            quick_points = sweep.union_grid(Config(**preset), quick.parts)
+            assert len(quick_points) <= len(points), name
         assert study.preset(quick=False) is study
 
 
