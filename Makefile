@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test bench lint format notebooks docs docs-vendor package
+.PHONY: reproduce test bench lint format notebooks docs docs-vendor dist package lab-bundle \
+	lab-bundle-check
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,12 +28,12 @@ bench: $(BIN)/.installed
 	$(BIN)/sublim-toy bench --overwrite $(ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check sublim_toy tests notebooks
-	$(BIN)/ruff format --check sublim_toy tests notebooks
+	$(BIN)/ruff check sublim_toy tests notebooks tools
+	$(BIN)/ruff format --check sublim_toy tests notebooks tools
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format sublim_toy tests notebooks
-	$(BIN)/ruff check --fix sublim_toy tests notebooks
+	$(BIN)/ruff format sublim_toy tests notebooks tools
+	$(BIN)/ruff check --fix sublim_toy tests notebooks tools
 
 # Re-execute every notebook in place at full size (about 25 min on 2 shared CPU cores, mostly 01).
 notebooks: $(BIN)/.installed
@@ -50,17 +51,34 @@ docs: docs-vendor
 docs-vendor: $(BIN)/.installed
 	$(BIN)/python docs/vendor_katex.py
 
-# The release artefacts as a user gets them: sdist and wheel built in isolation into dist/, their
-# metadata checked (twine, strict), the wheel installed into a fresh venv outside the source tree,
-# where `sublim-toy --version` and a tiny reproduce must run from the installed package.
-PKG := build/package
-package: $(BIN)/.installed
-	rm -rf dist $(PKG)
+# The release artefacts: sdist and wheel built in isolation into dist/, their metadata checked
+# (twine, strict). `package` and `lab-bundle` both start from it; `make package lab-bundle` builds
+# it once.
+dist: $(BIN)/.installed
+	rm -rf dist
 	$(BIN)/python -m build --quiet --outdir dist .
 	$(BIN)/twine check --strict dist/*
+
+# The wheel as a user gets it: installed into a fresh venv outside the source tree, where
+# `sublim-toy --version` and a tiny reproduce must run from the installed package.
+PKG := build/package
+package: dist
+	rm -rf $(PKG)
 	$(PYTHON) -m venv $(PKG)/venv
 	$(PKG)/venv/bin/python -m pip install --quiet dist/*.whl
 	cd $(PKG) && venv/bin/python -c "import sublim_toy, sys; sys.exit('not the wheel: ' + sublim_toy.__file__ if '/venv/' not in sublim_toy.__file__ else 0)"
 	cd $(PKG) && venv/bin/sublim-toy --version
 	cd $(PKG) && venv/bin/sublim-toy reproduce --seeds 2 --epochs 1 --set hidden=32 --noise-images 4096 --no-progress --out tiny
 	test -s $(PKG)/tiny/results.json
+
+# A folder that installs a lab room with no network (docs/lab.md): the wheel of `dist`, the wheels
+# of every runtime dependency (pip download, for this Python and platform; another one with
+# ARGS='--python-version 3.12 --platform manylinux2014_x86_64'), the checked MNIST cache and
+# INSTALL.txt. `lab-bundle-check` installs it into a fresh venv with no index and no network and
+# runs it from the bundled cache. Both: tools/lab_bundle.py.
+LAB_BUNDLE ?= build/lab-bundle
+lab-bundle: dist
+	$(BIN)/python tools/lab_bundle.py build --wheel dist/*.whl --out $(LAB_BUNDLE) $(ARGS)
+
+lab-bundle-check: $(BIN)/.installed
+	$(BIN)/python tools/lab_bundle.py check $(LAB_BUNDLE)
