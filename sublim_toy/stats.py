@@ -128,3 +128,21 @@ def mean_within_r(x_PxS, y_PxS) -> float:
 
 def _none_if_nan(value: float):
     return float(value) if np.isfinite(value) else None
+
+
+def number_text(value, spec: str) -> str:
+    """A number for a table, "-" where there is none (every seed of a model diverged)."""
+    return "-" if value is None else format(value, spec)
+
+
+def ci_text(row: dict, spec: str) -> str:
+    """'+0.434 [+0.395, +0.473]' from a `mean_ci` row ('-' without a mean, the mean alone
+    without a CI)."""
+    if row["mean"] is None:
+        return "-"
+    if row["ci_low"] is None:
+        return format(row["mean"], spec)
+    return (
+        f"{format(row['mean'], spec)} [{format(row['ci_low'], spec)}, "
+        f"{format(row['ci_high'], spec)}]"
+    )

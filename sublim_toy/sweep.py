@@ -32,7 +32,7 @@ from sublim_toy.errors import Interrupted, UserError
 from sublim_toy.experiment import run_experiment
 from sublim_toy.files import atomic_write, check_directory, write_json
 from sublim_toy.results import MODELS, PAIRED, first_order_summary
-from sublim_toy.stats import mean_ci
+from sublim_toy.stats import ci_text, mean_ci, number_text
 
 try:
     import fcntl
@@ -572,7 +572,7 @@ def format_study(study: Study, results: list[dict]) -> str:
         for name in ("student_aux", "cross_aux"):
             row = result["summary"][name]
             ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-            cells.append(f"{_number(row['mean'], '.3f')}{ci}")
+            cells.append(f"{number_text(row['mean'], '.3f')}{ci}")
         lines.append(f"{values:<{width}}{cells[0]:>22}{cells[1]:>22}")
     if study.note:
         lines.append(study.note)
@@ -594,9 +594,9 @@ def format_first_order(study: Study, results: list[dict]) -> str:
         gap = row["gap"]
         ci = "" if gap["ci_low"] is None else f" [{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]"
         lines.append(
-            f"{study.point_label(result):<{width}}{_number(row['measured']['mean'], '.3f'):>9}"
-            f"{_number(row['predicted']['mean'], '.3f'):>10}"
-            f"{_number(gap['mean'], '+.3f'):>12}{ci:>16}"
+            f"{study.point_label(result):<{width}}{number_text(row['measured']['mean'], '.3f'):>9}"
+            f"{number_text(row['predicted']['mean'], '.3f'):>10}"
+            f"{number_text(gap['mean'], '+.3f'):>12}{ci:>16}"
             f"{_r_text(row['r']):>24}"
         )
     pooled, within = summary["pooled_r"], summary["mean_within_r"]
@@ -629,40 +629,23 @@ def format_updates(study: Study, results: list[dict]) -> str:
     ]
     for result in rows:
         updates = result["updates"][PAIRED_STUDENT]
-        gain = _ci_text(result["paired_difference"], "+.3f")
+        gain = ci_text(result["paired_difference"], "+.3f")
         start = result.get("start")
-        over_start = _ci_text(start["gain"][PAIRED_STUDENT], "+.3f") if start else "-"
-        cos_end = _ci_text(mean_ci(updates["cos_end"]), "+.3f")
+        over_start = ci_text(start["gain"][PAIRED_STUDENT], "+.3f") if start else "-"
+        cos_end = ci_text(mean_ci(updates["cos_end"]), "+.3f")
         means = {
             key: mean_ci(updates[key])["mean"]
             for key in ("update_norm_mean", "cos_positive_fraction", "removed_mean")
         }
-        loss = f"{_number(mean_ci(updates['loss_first'])['mean'], '.2e')} -> "
-        loss += _number(mean_ci(updates["loss_last"])["mean"], ".2e")
+        loss = f"{number_text(mean_ci(updates['loss_first'])['mean'], '.2e')} -> "
+        loss += number_text(mean_ci(updates["loss_last"])["mean"], ".2e")
         lines.append(
             f"{study.point_label(result):<{width}}{gain:>25}{over_start:>25}{cos_end:>25}"
-            f"{_number(means['update_norm_mean'], '.3g'):>9}"
-            f"{_number(means['cos_positive_fraction'], '.2f'):>7}"
-            f"{_number(means['removed_mean'], '.3f'):>9}{loss:>22}"
+            f"{number_text(means['update_norm_mean'], '.3g'):>9}"
+            f"{number_text(means['cos_positive_fraction'], '.2f'):>7}"
+            f"{number_text(means['removed_mean'], '.3f'):>9}{loss:>22}"
         )
     return "\n".join(lines)
-
-
-def _ci_text(row: dict, spec: str) -> str:
-    """'+0.434 [+0.395, +0.473]' from a `stats.mean_ci` row ('-' without a mean)."""
-    if row["mean"] is None:
-        return "-"
-    if row["ci_low"] is None:
-        return format(row["mean"], spec)
-    return (
-        f"{format(row['mean'], spec)} [{format(row['ci_low'], spec)}, "
-        f"{format(row['ci_high'], spec)}]"
-    )
-
-
-def _number(value, spec: str) -> str:
-    """A number for a table, "-" where there is none (every seed of a model diverged)."""
-    return "-" if value is None else format(value, spec)
 
 
 def _r_text(r: dict) -> str:

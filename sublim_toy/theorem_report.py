@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sublim_toy.stats import ci_text, number_text
 from sublim_toy.theorem import (
     DIFFERENTIABILITY_RTOL,
     EXACTLY_LINEAR,
@@ -247,7 +248,7 @@ def format_boundary_scan(scan: dict, rows: list[dict] | None = None) -> str:
         f"{step:.3g}, largest {largest:.3g}; in units of |dT| at its init, eps_step = "
         f"{step / start['teacher_update_norm']:.3g} (largest "
         f"{largest / start['teacher_update_norm']:.3g}), against the 10 % boundary at eps = "
-        f"{_g(start['departures'][0]['eps'])}"
+        f"{number_text(start['departures'][0]['eps'], '.3g')}"
     )
     if rows:
         width = max(len(row["label"]) for row in rows) + 2
@@ -261,10 +262,11 @@ def format_boundary_scan(scan: dict, rows: list[dict] | None = None) -> str:
         for row in rows:
             beyond = row["beyond"] or {}
             lines.append(
-                f"{row['label']:<{width}}{_mean_ci_text(row['accuracy'], '.3f'):>22}"
-                f"{_mean_ci_text(row['paired_gain'], '+.3f'):>25}"
-                f"{_g(row['step_norm']):>9}{_g(row['eps_step']):>10}"
-                f"{_g(row['eps_largest_step']):>9}"
+                f"{row['label']:<{width}}{ci_text(row['accuracy'], '.3f'):>22}"
+                f"{ci_text(row['paired_gain'], '+.3f'):>25}"
+                f"{number_text(row['step_norm'], '.3g'):>9}"
+                f"{number_text(row['eps_step'], '.3g'):>10}"
+                f"{number_text(row['eps_largest_step'], '.3g'):>9}"
                 f"{_yes(beyond.get('0.1')):>12}{_yes(beyond.get('0.5')):>12}"
             )
     return "\n".join(lines)
@@ -290,20 +292,5 @@ def _flip(flip: dict) -> str:
     return "never" if flip["eps"] is None else f"{flip['eps']:.3g}"
 
 
-def _g(value) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
 def _yes(value) -> str:
     return "-" if value is None else ("yes" if value else "no")
-
-
-def _mean_ci_text(row: dict, spec: str) -> str:
-    if row["mean"] is None:
-        return "-"
-    if row["ci_low"] is None:
-        return format(row["mean"], spec)
-    return (
-        f"{format(row['mean'], spec)} [{format(row['ci_low'], spec)}, "
-        f"{format(row['ci_high'], spec)}]"
-    )
