@@ -33,6 +33,18 @@ TINY = [
 ]
 
 
+# A sweep's base small enough that its points cost compiles, not training (on tiny_idx_dir).
+TINY_CONFIG = Config(
+    seeds=2,
+    hidden=(8,),
+    teacher_epochs=1,
+    student_epochs=1,
+    batch_size=16,
+    noise_images=32,
+    probe_every=0,
+)
+
+
 def test_values_are_typed_like_the_field():
     assert parse_assignment("aux=2,3,10") == ("aux", (2, 3, 10))
     assert parse_assignment("init=normal,he") == ("init", ("normal", "he"))
@@ -79,15 +91,7 @@ def test_point_names_follow_the_whole_config():
 
 def test_finished_points_are_read_back_not_redone(tiny_idx_dir, tmp_path, monkeypatch):
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
-    base = Config(
-        seeds=2,
-        hidden=(8,),
-        teacher_epochs=1,
-        student_epochs=1,
-        batch_size=16,
-        noise_images=32,
-        probe_every=0,
-    )
+    base = TINY_CONFIG
     calls = []
     real_run = sweep.run_experiment
 
@@ -297,15 +301,7 @@ def test_a_union_of_parts_runs_each_point_once_and_records_its_parts(
 ):
     monkeypatch.setattr(sweep, "run_experiment", _canned_run)
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
-    base = Config(
-        seeds=2,
-        hidden=(8,),
-        teacher_epochs=1,
-        student_epochs=1,
-        batch_size=16,
-        noise_images=32,
-        probe_every=0,
-    )
+    base = TINY_CONFIG
     parts = [[("aux", (2, 3))], [("aux", (3,)), ("init", ("normal", "he"))]]
     configs = sweep.union_grid(base, parts)
     assert [(c.aux, c.init) for c in configs] == [(2, "normal"), (3, "normal"), (3, "he")]
@@ -401,8 +397,7 @@ def test_a_sweep_stored_before_a_config_field_existed_resumes_without_recomputin
     # those points (they are today's configs with the new fields at their defaults).
     monkeypatch.setattr(sweep, "run_experiment", _canned_run)
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
-    base = Config(seeds=2, hidden=(8,), teacher_epochs=1, student_epochs=1, batch_size=16)
-    base = base.replace(noise_images=32, probe_every=0)
+    base = TINY_CONFIG
     parts = [[("aux", (2, 3))]]
     run_sweep(base, parts, tmp_path, dataset, progress=False)
     newer = ["project_out", "log_every"]  # fields the older version did not have
