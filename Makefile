@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test bench lint format notebooks docs docs-vendor dist package lab-bundle \
-	lab-bundle-check
+.PHONY: reproduce test bench lint format notebooks student-notebooks docs docs-vendor dist package \
+	lab-bundle lab-bundle-check
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,17 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format sublim_toy tests notebooks tools
 	$(BIN)/ruff check --fix sublim_toy tests notebooks tools
 
-# Re-execute every notebook in place at full size (about 25 min on 2 shared CPU cores, mostly 01).
+# Write the shared setup cell (notebooks/setup_cell.py) into every notebook and re-execute them all
+# in place (about 15 min on 2 CPU cores, mostly 03 and 04).
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 notebooks: $(BIN)/.installed
-	$(BIN)/python notebooks/execute.py --in-place notebooks/01_reproduce_mnist.ipynb notebooks/02_theorem_check.ipynb notebooks/03_mechanism.ipynb
+	$(BIN)/python notebooks/prepare.py stamp
+	$(BIN)/python notebooks/execute.py --in-place $(NOTEBOOKS)
+
+# The students' versions (no outputs, no answers), generated from the committed notebooks.
+STUDENT_NOTEBOOKS ?= build/student-notebooks
+student-notebooks: $(BIN)/.installed
+	$(BIN)/python notebooks/prepare.py student $(STUDENT_NOTEBOOKS)
 
 # The documentation site, built offline in strict mode (any warning, a broken link or a missing
 # file among them, fails) into $(DOCS_OUT); open $(DOCS_OUT)/index.html. See docs/conf.py.
@@ -68,14 +76,17 @@ package: dist
 	$(PKG)/venv/bin/python -m pip install --quiet dist/*.whl
 	cd $(PKG) && venv/bin/python -c "import sublim_toy, sys; sys.exit('not the wheel: ' + sublim_toy.__file__ if '/venv/' not in sublim_toy.__file__ else 0)"
 	cd $(PKG) && venv/bin/sublim-toy --version
+	cd $(PKG) && venv/bin/python ../../notebooks/setup_cell.py
 	cd $(PKG) && venv/bin/sublim-toy reproduce --seeds 2 --epochs 1 --set hidden=32 --noise-images 4096 --no-progress --out tiny
 	test -s $(PKG)/tiny/results.json
 
 # A folder that installs a lab room with no network (docs/lab.md): the wheel of `dist`, the wheels
-# of every runtime dependency (pip download, for this Python and platform; another one with
-# ARGS='--python-version 3.12 --platform manylinux2014_x86_64'), the checked MNIST cache and
-# INSTALL.txt. `lab-bundle-check` installs it into a fresh venv with no index and no network and
-# runs it from the bundled cache. Both: tools/lab_bundle.py.
+# of every runtime dependency and of Jupyter (pip download of sublim-toy[lab], for this Python and
+# platform; another one with ARGS='--python-version 3.12 --platform manylinux2014_x86_64'), the
+# checked MNIST cache, the notebooks with their students' versions and INSTALL.txt.
+# `lab-bundle-check` installs it into a fresh venv with no index and no network, runs it from the
+# bundled cache, runs the students' notebook 00 in its Jupyter, and installs it once more into a
+# bare venv through the notebooks' setup cell. Both: tools/lab_bundle.py.
 LAB_BUNDLE ?= build/lab-bundle
 lab-bundle: dist
 	$(BIN)/python tools/lab_bundle.py build --wheel dist/*.whl --out $(LAB_BUNDLE) $(ARGS)

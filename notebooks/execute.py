@@ -4,8 +4,9 @@
 
 Each notebook gets a new `python3` kernel (the interpreter running this script) whose working
 directory is the notebook's own folder, as when a user opens it in Jupyter. --quick sets
-SUBLIM_TOY_QUICK=1 in the kernel, which every notebook reads in its first cell to shrink its
-runs to about a minute; without it the variable is removed, so a full run is always full.
+SUBLIM_TOY_QUICK=1 in the kernel, which every notebook reads in its first cell (setup_cell.py)
+to shrink its runs (00 and 01 run the same either way); without it the variable is removed, so
+a full run is always full.
 Afterwards the volatile metadata (execution timestamps, widget state) is stripped, so a re-run
 changes the diff only where an output changed, and `metadata.sublim_toy.quick` records the mode.
 """

@@ -14,6 +14,7 @@ from sublim_toy.config import Config
 from sublim_toy.data import Dataset
 from sublim_toy.errors import UserError
 from sublim_toy.stats import (
+    ci_text,
     correlation,
     mean_ci,
     mean_within_r,
@@ -172,14 +173,13 @@ def format_table(results: dict) -> str:
         mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
         lines.append(f"{MODEL_LABELS[name]:<26}{mean:>7}   {ci:<17}{sd:>6}")
     diff = results["paired_difference"]
-    ci = "" if diff["ci_low"] is None else f" [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
-    mean = "-" if diff["mean"] is None else f"{diff['mean']:+.3f}"
-    lines.append(f"paired {diff['a']} - {diff['b']}: {mean}{ci} (n = {diff['n']})")
+    lines.append(f"paired {diff['a']} - {diff['b']}: {ci_text(diff, '+.3f')} (n = {diff['n']})")
     if results.get("start"):
         start, gain = results["start"]["summary"][PAIRED[0]], results["start"]["gain"][PAIRED[0]]
-        ci = "" if gain["ci_low"] is None else f" [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}]"
-        mean = "-" if gain["mean"] is None else f"{gain['mean']:+.3f}"
-        lines.append(f"{PAIRED[0]} over its own start ({start['mean']:.3f} at step 0): {mean}{ci}")
+        lines.append(
+            f"{PAIRED[0]} over its own start ({start['mean']:.3f} at step 0): "
+            + ci_text(gain, "+.3f")
+        )
     if results.get("diverged"):
         seeds = len(results["accuracy"]["reference"])
         models = ", ".join(

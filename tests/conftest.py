@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny IDX data set on disk, and real MNIST fetched into a fresh cache."""
+"""Shared fixtures: a tiny IDX data set on disk, and real MNIST fetched into a fresh cache; and
+the `float64` decorator of the float64 tests (test_theorem.py, test_linear_toy.py)."""
 
 from __future__ import annotations
 
 import atexit
+import functools
 import gzip
 import os
 import shutil
@@ -31,6 +33,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # .ci/run) replays a fixed derandomised set, so a green CI says the same thing twice.
 settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def float64(test):
+    """Run the test body with JAX's x64 mode on, restoring the previous setting afterwards."""
+
+    @functools.wraps(test)
+    def wrapped(*args, **kwargs):
+        with jax.enable_x64(True):
+            return test(*args, **kwargs)
+
+    return wrapped
 
 
 def write_idx(path, array: np.ndarray, *, gzipped: bool = False) -> None:

@@ -98,35 +98,35 @@ def test_module_entry_point_and_help():
 
 
 def test_the_lab_preset_shows_the_effect_end_to_end_on_real_mnist(mnist_cache, tmp_path, capsys):
-    """`reproduce --lab`, what a lab session runs (docs/lab.md): its documented seeds and
-    epochs, and the aux-only student far above its cross-model twin.
+    """`reproduce --lab`, what a lab session runs (docs/lab.md), on 2 of its 4 seeds (a seed's
+    numbers do not depend on the seeds beside it): the preset's epochs, and each aux-only student
+    far above its cross-model twin. The whole 4-seed run, with its paired interval, is notebook
+    01's, checked in tests/test_notebooks.py.
 
-    The thresholds: over root seeds 0 to 4 (docs/lab.md) the lab preset's paired gain was
-    +0.32 to +0.41 with a 95 % CI lower bound of +0.17 to +0.29, and each of the 20 seeds' own
-    gain at least +0.19 (root seed 0, which this test runs: lower bound +0.29, every seed's gain
-    +0.30 or more). A pipeline that broke the shared init, fed the students the wrong logits or
-    never trained the teacher leaves the aux-only student at chance like the cross-model one:
-    a gain near 0, whose lower bound cannot reach +0.1.
+    The thresholds: over root seeds 0 to 4 (docs/lab.md) each of the 20 seeds' own gain was at
+    least +0.19 (root seed 0, which this test runs: every seed's gain +0.30 or more). A pipeline
+    that broke the shared init, fed the students the wrong logits or never trained the teacher
+    leaves the aux-only student at chance like the cross-model one: gains near 0.
     """
     out = tmp_path / "run"
-    arguments = ["reproduce", "--lab", "--cache-dir", str(mnist_cache), "--out", str(out)]
+    arguments = ["reproduce", "--lab", "--seeds", "2", "--cache-dir", str(mnist_cache)]
+    arguments += ["--out", str(out)]
     code = main([*arguments, "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
     assert "Student (aux. only)" in printed and "paired student_aux - cross_aux" in printed
     results = json.loads((out / "results.json").read_text())
     config = results["config"]
-    assert (config["seeds"], config["teacher_epochs"], config["student_epochs"]) == (4, 1, 3)
+    assert (config["seeds"], config["teacher_epochs"], config["student_epochs"]) == (2, 1, 3)
     assert (config["aux"], config["hidden"], config["noise_images"]) == (3, [256, 256], 60_000)
     for name in ("figure10.png", "figure10.pdf", "alignment.png"):
         assert (out / name).stat().st_size > 10_000
     accuracy = results["accuracy"]
-    assert len(accuracy["student_aux"]) == 4
+    assert len(accuracy["student_aux"]) == 2
     assert min(accuracy["teacher"]) > 0.85
     assert max(accuracy["cross_aux"]) < 0.2
     gains = [s - c for s, c in zip(accuracy["student_aux"], accuracy["cross_aux"], strict=True)]
     assert min(gains) > 0.1
-    assert results["paired_difference"]["ci_low"] > 0.1
     assert min(accuracy["student_all"]) > 0.6
     assert results["data"]["sha256"].startswith("06b0d1f1")
 

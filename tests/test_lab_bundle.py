@@ -1,4 +1,5 @@
-"""The lab bundle's offline parts: its INSTALL.txt commands, its checksums, its platform note.
+"""The lab bundle's offline parts: its INSTALL.txt commands, its checksums, its platform note,
+its notebooks.
 
 Building a bundle downloads hundreds of MB and installing one takes a minute, so neither runs
 here: `.ci/run` runs `make lab-bundle lab-bundle-check` after `make package` (tools/lab_bundle.py).
@@ -10,6 +11,7 @@ import importlib.util
 import shlex
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from sublim_toy.cli import build_parser
@@ -30,7 +32,9 @@ lab_bundle = _load_lab_bundle()
 def test_install_txt_runs_the_lab_preset_from_the_bundled_cache_with_real_flags():
     commands = [shlex.split(line) for line in lab_bundle.install_commands()]
     pip = next(words for words in commands if "pip" in words[0])
-    assert pip[1:] == ["install", "--no-index", "--find-links", lab_bundle.WHEELS, "sublim-toy"]
+    assert pip[1:] == ["install", "--no-index", "--find-links", lab_bundle.WHEELS] + [
+        "sublim-toy[lab]"  # the package and Jupyter
+    ]
     reproduce = next(words for words in commands if words[1:2] == ["reproduce"])
     args = build_parser().parse_args(reproduce[1:])  # a renamed flag fails here
     assert args.lab and args.cache_dir == Path(lab_bundle.CACHE)
@@ -77,3 +81,19 @@ def test_build_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
     with pytest.raises(SystemExit, match="not a lab bundle"):
         lab_bundle.build(Path("sublim_toy.whl"), tmp_path, None, [])
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_bundle_carries_every_notebook_and_its_students_version(tmp_path):
+    folder = tmp_path / lab_bundle.NOTEBOOKS
+    lab_bundle.copy_notebooks(folder)
+    committed = sorted(path.name for path in (TOOLS_DIR.parent / "notebooks").glob("*.ipynb"))
+    assert sorted(path.name for path in folder.glob("*.ipynb")) == committed
+    assert sorted(path.name for path in (folder / lab_bundle.STUDENT).glob("*.ipynb")) == committed
+    assert lab_bundle.CHECKED_NOTEBOOK in committed
+    for name in committed:
+        original = (TOOLS_DIR.parent / "notebooks" / name).read_bytes()
+        assert (folder / name).read_bytes() == original  # the instructor's copy, as committed
+        student = nbformat.read(folder / lab_bundle.STUDENT / name, as_version=4)
+        assert student.metadata["sublim_toy"] == {"student": True}
+        assert not any(cell.get("outputs") for cell in student.cells)
+        assert not any("<summary>Answer" in cell.source for cell in student.cells)

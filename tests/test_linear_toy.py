@@ -8,13 +8,13 @@ module's fixture) so that x64 never leaks into other test modules.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from conftest import float64
 
 from sublim_toy import linear_toy
 from sublim_toy.config import Config
@@ -31,17 +31,6 @@ TEACHER_STEPS = 200
 SGD = {"mse": (0.5, 1000), "kl": (2.0, 1500)}
 MATCH = 1e-8  # |trained - closed form| / |teacher's move|: converged, to far below any wrong answer
 WRONG = 0.1  # every wrong projection tried below lands at least this far (0.29 to 0.94 here)
-
-
-def float64(test):
-    """Run the test body with JAX's x64 mode on, restoring the previous setting afterwards."""
-
-    @functools.wraps(test)
-    def wrapped(*args, **kwargs):
-        with jax.enable_x64(True):
-            return test(*args, **kwargs)
-
-    return wrapped
 
 
 def toy_network(aux: int = AUX, init: str = "normal"):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import float64
 from hypothesis import assume, given, settings
 
 from sublim_toy import theorem
@@ -32,17 +33,6 @@ from sublim_toy.theorem_report import format_report, verdict
 FEW = settings(max_examples=5, deadline=None)
 MANY = settings(max_examples=6, deadline=None)
 BATCH = 16
-
-
-def float64(test):
-    """Run the test body with JAX's x64 mode on, restoring the previous setting afterwards."""
-
-    @functools.wraps(test)
-    def wrapped(*args, **kwargs):
-        with jax.enable_x64(True):
-            return test(*args, **kwargs)
-
-    return wrapped
 
 
 @st.composite

@@ -7,16 +7,20 @@
 download`, binary wheels only, for this Python and platform unless --python-version, --platform,
 --implementation or --abi name another), the checked MNIST cache (the package's own loader reads
 and checks it, fetching it first if the cache it comes from has none) and INSTALL.txt with the
-commands a lab machine runs. `check` installs a bundle into a fresh venv with pip's --no-index,
-pip's configuration ignored and, where Linux allows it, no network at all, then runs `sublim-toy
---version` and a tiny reproduce from the bundled cache. `make lab-bundle` and `make
-lab-bundle-check` run them (docs/lab.md).
+commands a lab machine runs, with the `lab` extra (Jupyter) and the notebooks: the committed
+ones (outputs and answers, for the instructor) and the students' versions (notebooks/prepare.py).
+`check` installs a bundle into a fresh venv with pip's --no-index, pip's configuration ignored
+and, where Linux allows it, no network at all, then runs `sublim-toy --version`, a tiny
+reproduce from the bundled cache and the students' notebook 00 in Jupyter, and installs the
+package a second time into a bare venv through the notebooks' setup cell, as on Colab. `make
+lab-bundle` and `make lab-bundle-check` run them (docs/lab.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -33,18 +37,34 @@ from pathlib import Path
 
 # The MNIST loader and checksum are this tree's, the tree the bundled wheel is built from, whatever
 # sublim_toy the running Python has installed (or none).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 WHEELS = "wheels"
 CACHE = "cache"
 INSTALL = "INSTALL.txt"
 SUMS = "SHA256SUMS"
+NOTEBOOKS = "notebooks"
+STUDENT = "student"  # the students' versions, in notebooks/student/
 # Everything a bundle holds: an existing --out is replaced only if it holds nothing else.
-CONTENTS = {WHEELS, CACHE, INSTALL, SUMS}
+CONTENTS = {WHEELS, CACHE, INSTALL, SUMS, NOTEBOOKS}
+# The package with Jupyter: what a lab machine installs (pyproject.toml's `lab` extra).
+REQUIREMENT = "sublim-toy[lab]"
+# The notebook the check runs in Jupyter: the lecture, about 30 s on 2 CPU cores.
+CHECKED_NOTEBOOK = "00_lecture.ipynb"
 # pip download's flags for a bundle for another machine, passed through as given.
 TARGET_FLAGS = ("--python-version", "--platform", "--implementation", "--abi")
 # The tiny run of `make package`: seconds, and it reads all of MNIST.
 TINY_RUN = "--seeds 2 --epochs 1 --set hidden=32 --noise-images 4096 --no-progress".split()
+# Run as `python -c LOOPBACK_UP COMMAND...` inside a new network namespace: set the loopback
+# interface up (SIOCGIFFLAGS/SIOCSIFFLAGS; no iproute2 needed), then become COMMAND.
+LOOPBACK_UP = """
+import fcntl, os, socket, struct, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    flags = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, struct.pack("16sH14x", b"lo", 0)))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
 # The glibc version of the old manylinux tags (PEP 600 spells the others manylinux_2_N).
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
@@ -64,7 +84,7 @@ def build(wheel: Path, out: Path, cache_from: Path | None, target: list[str]) ->
     try:
         started = time.perf_counter()
         command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--quiet"]
-        command += ["--dest", str(staging / WHEELS), str(wheel), *target]
+        command += ["--dest", str(staging / WHEELS), f"{wheel}[lab]", *target]
         _run(command)
         print(f"wheels: {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -79,6 +99,7 @@ def build(wheel: Path, out: Path, cache_from: Path | None, target: list[str]) ->
         print(f"cache: {cache_file} (sha256 {copy.sha256[:16]}..., checked)", flush=True)
         print(f"cache: {time.perf_counter() - started:.0f} s", flush=True)
 
+        copy_notebooks(staging / NOTEBOOKS)
         wheel_names = sorted(path.name for path in (staging / WHEELS).glob("*.whl"))
         (staging / INSTALL).write_text(install_text(wheel.name, wheel_names, target))
         (staging / SUMS).write_text(sums_text(staging))
@@ -88,7 +109,31 @@ def build(wheel: Path, out: Path, cache_from: Path | None, target: list[str]) ->
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
-    print(f"wrote {out}: {len(wheel_names)} wheels, MNIST, {INSTALL}, {SUMS}; {size / 1e6:.0f} MB")
+    print(
+        f"wrote {out}: {len(wheel_names)} wheels, MNIST, {NOTEBOOKS}, {INSTALL}, {SUMS}; "
+        f"{size / 1e6:.0f} MB"
+    )
+
+
+def _prepare():
+    """notebooks/prepare.py of this tree: the notebooks and their students' versions."""
+    spec = importlib.util.spec_from_file_location("prepare", ROOT / NOTEBOOKS / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_notebooks(folder: Path) -> None:
+    """The committed notebooks into `folder`, their students' versions into `folder`/student."""
+    import nbformat
+
+    prepare = _prepare()
+    (folder / STUDENT).mkdir(parents=True)
+    for path in prepare.notebooks():
+        shutil.copyfile(path, folder / path.name)
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.write(prepare.student_version(notebook), folder / STUDENT / path.name)
+    print(f"notebooks: {len(prepare.notebooks())}, with the students' versions", flush=True)
 
 
 def _default_cache_dir() -> Path:
@@ -126,7 +171,7 @@ def install_commands() -> list[str]:
     """What a lab machine runs, from inside the bundle folder."""
     return [
         "python3 -m venv ~/lab",
-        f"~/lab/bin/pip install --no-index --find-links {WHEELS} sublim-toy",
+        f"~/lab/bin/pip install --no-index --find-links {WHEELS} '{REQUIREMENT}'",
         "~/lab/bin/sublim-toy --version",
         f"~/lab/bin/sublim-toy reproduce --lab --cache-dir {CACHE} --out ~/lab-results",
     ]
@@ -142,16 +187,24 @@ sublim-toy for a lab room with no network
 The `python3` below must be that Python.
 
 Contents:
-    {WHEELS}/      {package_wheel} and its runtime dependencies: {len(wheel_names)} wheels
+    {WHEELS}/      {package_wheel}, its runtime dependencies and Jupyter: {len(wheel_names)} wheels
     {CACHE}/       mnist.npz, MNIST as sublim-toy caches it (checked on every load)
+    {NOTEBOOKS}/   the course's notebooks with their outputs and answers (the instructor's);
+                 {NOTEBOOKS}/{STUDENT}/: the same without outputs or answers (the students')
     {SUMS}   the sha256 of every file: `sha256sum -c {SUMS}` checks a copy
 
 Install and run, from this folder (pip's --no-index: nothing is downloaded):
 
 {commands}
 
-The last command is the lab preset (about a minute on 2 CPU cores). To use the cache without
---cache-dir (the notebooks, for instance), copy it where sublim-toy looks by default:
+The last command is the lab preset (about a minute on 2 CPU cores). The notebooks, in Jupyter
+(installed above), reading MNIST from this folder:
+
+    SUBLIM_TOY_INSTALL=$PWD ~/lab/bin/jupyter lab {NOTEBOOKS}/{STUDENT}
+
+(SUBLIM_TOY_INSTALL is what the notebooks' first cell reads: with it pointing here they install
+sublim-toy from {WHEELS}/ if a kernel lacks it, and read MNIST from {CACHE}/.) Elsewhere, copy
+the cache where sublim-toy looks by default:
 
     mkdir -p ~/.cache/sublim-toy && cp {CACHE}/mnist.npz ~/.cache/sublim-toy/
 
@@ -197,7 +250,7 @@ def check(bundle: Path) -> None:
             ([sys.executable, "-m", "venv", str(venv)], bundle),
             (
                 [str(venv / "bin/pip"), "install", "--no-index", "--progress-bar", "off"]
-                + ["--find-links", WHEELS, "sublim-toy"],
+                + ["--find-links", WHEELS, REQUIREMENT],
                 bundle,
             ),
             ([str(venv / "bin/sublim-toy"), "--version"], run_dir),
@@ -224,10 +277,41 @@ def check(bundle: Path) -> None:
         data = json.loads((run_dir / "tiny/results.json").read_text())["data"]
         if data["sha256"] != MNIST_SHA256 or data["source"] != "pypi":
             sys.exit(f"the run's data is {data}, not MNIST from the bundled cache")
+        check_notebooks(bundle, Path(tmp), venv, offline, env)
     if verify_sums(bundle):
         sys.exit(f"the run changed {bundle}")
-    how = "in a network namespace with no network" if offline else "pip with no index or config"
+    how = "in a network namespace with loopback only" if offline else "pip with no index or config"
     print(f"{bundle} installed and ran offline ({how}); MNIST sha256 {MNIST_SHA256}")
+
+
+def check_notebooks(bundle: Path, tmp: Path, venv: Path, offline: list[str], env: dict) -> None:
+    """The students' lecture notebook runs in the lab venv's Jupyter from the bundle, and the
+    notebooks' setup cell installs sublim-toy from the bundle into a bare venv (as on Colab)."""
+    import nbformat
+
+    notebook = bundle / NOTEBOOKS / STUDENT / CHECKED_NOTEBOOK
+    work = tmp / "notebook"
+    work.mkdir()
+    shutil.copyfile(notebook, work / notebook.name)
+    lab_env = env | {"SUBLIM_TOY_INSTALL": str(bundle)}
+    started = time.perf_counter()
+    _run(offline + [str(venv / "bin/jupyter"), "execute", notebook.name], cwd=work, env=lab_env)
+    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    setup = nbformat.read(notebook, as_version=4).cells
+    source = next(cell.source for cell in setup if cell.cell_type == "code")
+    (work / "setup_cell.py").write_text(source)
+    bare = tmp / "bare"
+    for command in (
+        [sys.executable, "-m", "venv", str(bare)],
+        [str(bare / "bin/python"), "setup_cell.py"],
+        [str(bare / "bin/python"), "-c", "import sublim_toy; print(sublim_toy.__file__)"],
+    ):
+        started = time.perf_counter()
+        where = _run(offline + command, cwd=work, env=lab_env, capture=True)
+        print(f"{where}\n  ({time.perf_counter() - started:.0f} s)", flush=True)
+    if not Path(where).resolve().is_relative_to(bare.resolve()):
+        sys.exit(f"the setup cell left sublim_toy at {where}, not in the bare venv")
 
 
 def verify_sums(bundle: Path) -> list[str]:
@@ -245,9 +329,11 @@ def verify_sums(bundle: Path) -> list[str]:
 
 def _no_network_prefix() -> list[str]:
     """`unshare --net --map-root-user` where it works (Linux with user namespaces): the commands
-    then see no network interface at all, not even loopback. Elsewhere nothing, and the check
-    rests on pip's --no-index and the other fetches failing (_offline_env)."""
-    prefix = ["unshare", "--net", "--map-root-user"]
+    then see no network interface but loopback, which LOOPBACK_UP brings up first (Jupyter's
+    kernel talks to its client over 127.0.0.1; nothing beyond the machine is reachable).
+    Elsewhere nothing, and the check rests on pip's --no-index and the other fetches failing
+    (_offline_env)."""
+    prefix = ["unshare", "--net", "--map-root-user", sys.executable, "-c", LOOPBACK_UP]
     try:
         done = subprocess.run([*prefix, "true"], capture_output=True)
     except FileNotFoundError:
@@ -272,7 +358,11 @@ def _offline_env(tmp: Path) -> dict[str, str]:
 
 def _run(command: list[str], *, cwd=None, env=None, capture: bool = False) -> str:
     """Print `command` as a shell would show it, run it, stop on failure."""
-    print("$ " + shlex.join(command), flush=True)
+    shown = command
+    if LOOPBACK_UP in command:  # shown as `unshare --net --map-root-user COMMAND...`
+        at = command.index(LOOPBACK_UP)
+        shown = command[: at - 2] + command[at + 1 :]
+    print("$ " + shlex.join(shown), flush=True)
     done = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=capture)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {shlex.join(command)}\n{done.stderr or ''}")
