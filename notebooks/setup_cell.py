@@ -1,4 +1,4 @@
-# Setup: the first cell of every notebook (notebooks/setup_cell.py; `make notebooks-prepare`
+# Setup: the first cell of every notebook (notebooks/setup_cell.py; `make notebooks`
 # writes it into each). Inside a clone of the repository, or where sublim-toy is installed,
 # there is nothing to edit. Elsewhere (Colab, a bare kernel) set SUBLIM_TOY_INSTALL to where
 # pip should install sublim-toy from: a lab-bundle folder (`make lab-bundle`: no network

@@ -14,10 +14,13 @@ import tempfile
 # Compiling dominates the suite's time on a CPU, and many tests (and the command-line runs they
 # start as subprocesses, which inherit these variables) compile the same small programs: JAX's
 # persistent compilation cache, in a fresh directory for this session only, compiles each once.
-# A program read back is the very executable, so no number changes.
-_COMPILED = tempfile.mkdtemp(prefix="sublim-toy-test-compiled-")
-atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILED
+# A program read back is the very executable, so no number changes. pytest-xdist's workers
+# inherit the directory from the process that made it (and leave its removal to that process),
+# so a program compiled by one worker is read back by the other.
+if "SUBLIM_TOY_TEST_COMPILED" not in os.environ:
+    os.environ["SUBLIM_TOY_TEST_COMPILED"] = tempfile.mkdtemp(prefix="sublim-toy-test-compiled-")
+    atexit.register(shutil.rmtree, os.environ["SUBLIM_TOY_TEST_COMPILED"], ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["SUBLIM_TOY_TEST_COMPILED"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 

@@ -57,6 +57,8 @@ SCREENSHOTS = {
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 # A $ followed, before any other $, by a TeX command: inline math that was not typeset.
 RAW_INLINE_MATH = re.compile(r"\$[^$\n]{0,80}?\\[A-Za-z]+")
+# One worker builds the site once for all of them under pytest-xdist (`make test`).
+pytestmark = pytest.mark.xdist_group("docs-site")
 
 
 def _expected_pages() -> list[str]:
