@@ -246,6 +246,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def device_peak_mb() -> float | None:
+    """The peak memory JAX's allocator held on this process's first device, where the backend
+    reports it (GPUs and TPUs); None on the CPU, whose arrays count in the resident memory."""
+    stats = jax.local_devices()[0].memory_stats()
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2**20
+
+
 class Authors(NamedTuple):
     """Where the authors' script is, the Python (with torch) to run it, and how many seeds."""
 
@@ -299,7 +308,12 @@ def run_bench(
         "phases": phases,
         "scaling": scaling(config, dataset, cache_dir, scaling_seeds, progress),
         "peak_rss_mb": memory(config, dataset, cache_dir, memory_cases, progress),
-        "across_processes": across_processes(config, dataset, cache_dir, progress),
+        # Devices made from the same CPU cores; one accelerator is not split that way.
+        "across_processes": (
+            across_processes(config, dataset, cache_dir, progress)
+            if jax.default_backend() == "cpu"
+            else None
+        ),
         "side_by_side": None,
         "full_recipe": None,
         "matmul_precision": str(jax.config.jax_default_matmul_precision),
@@ -354,6 +368,7 @@ def scaling(config: Config, dataset: Dataset, cache_dir, seed_counts, progress) 
             "run_seconds_per_seed": (child["wall_time"]["total_s"] - compile_s) / seeds,
             "compile_seconds": compile_s,
             "peak_rss_mb": child["peak_rss_mb"],
+            "device_peak_mb": child["device_peak_mb"],
         }
     return rows
 
@@ -429,6 +444,7 @@ def full_recipe(config: Config, dataset: Dataset, cache_dir) -> dict:
         "tflop": flops["total"] / 1e12,
         "gflops": flops["total"] / run_seconds / 1e9,
         "peak_rss_mb": child["peak_rss_mb"],
+        "device_peak_mb": child["device_peak_mb"],
         "summary": child["summary"],
     }
 

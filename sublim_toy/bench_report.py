@@ -176,9 +176,14 @@ def _full_recipe(report: dict) -> list[str]:
         f" s in all, of which compile {full['compile_seconds']:.1f} s and run "
         f"{full['run_seconds']:.1f} s for {full['tflop']:.1f} TFLOP: {full['gflops']:.0f} GFLOP/s,"
         f" {full['gflops'] / square:.0%} of the square matmul; peak memory "
-        f"{full['peak_rss_mb']:.0f} MB. Aux-only student "
+        f"{full['peak_rss_mb']:.0f} MB{_on_device(full)}. Aux-only student "
         f"{full['summary']['student_aux']['mean']:.3f}.",
     ]
+
+
+def _on_device(row: dict) -> str:
+    peak = row.get("device_peak_mb")
+    return "" if peak is None else f" resident, {peak:.0f} MB on the device"
 
 
 def _is_side_run(report: dict) -> bool:
@@ -187,25 +192,34 @@ def _is_side_run(report: dict) -> bool:
 
 
 def _scaling(report: dict) -> list[str]:
+    rows = report["scaling"].items()
+    on_device = any(row.get("device_peak_mb") is not None for _, row in rows)
+    header = ["seeds", "run s per seed", "compile s", "peak RSS MB"]
+    header += ["device peak MB"] if on_device else []
     lines = [
         "## Cost per seed and memory (each run in a fresh process)",
         "",
-        "| seeds | run s per seed | compile s | peak RSS MB |",
-        "|---|---|---|---|",
+        f"| {' | '.join(header)} |",
+        "|" + "---|" * len(header),
     ]
-    for seeds, row in report["scaling"].items():
+    for seeds, row in rows:
+        device = f" {row['device_peak_mb']:.0f} |" if on_device else ""
         lines.append(
             f"| {seeds} | {row['run_seconds_per_seed']:.2f} | {row['compile_seconds']:.1f} | "
-            f"{row['peak_rss_mb']:.0f} |"
+            f"{row['peak_rss_mb']:.0f} |{device}"
         )
     lines += ["", "| one seed, students only | peak RSS MB |", "|---|---|"]
     return lines + [f"| {label} | {mb:.0f} |" for label, mb in report["peak_rss_mb"].items()]
 
 
 def _across_processes(report: dict) -> list[str]:
-    lines = [
-        "## Across processes (the same cores)",
-        "",
+    lines = ["## Across processes (the same cores)", ""]
+    if report["across_processes"] is None:
+        return [
+            *lines,
+            "Not measured on an accelerator: this compares devices made from the same CPU cores.",
+        ]
+    lines += [
         f"The benchmark experiment ({report['config']['seeds']} seeds) as one process with two "
         "CPU devices and as two processes with one device each, joined by JAX's distributed "
         "runtime over localhost: on the same two cores this measures what the runtime costs "

@@ -6,6 +6,7 @@ from conftest import TINY_CONFIG
 
 from sublim_toy.bench import (
     Authors,
+    device_peak_mb,
     experiment_flops,
     forward_flops,
     peak_rss_mb,
@@ -102,6 +103,16 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
     assert report["full_recipe"]["seeds"] == 3 and report["full_recipe"]["gflops"] > 0
     assert "The full recipe at 3 seeds in a fresh process (the side-by-side run above)" in markdown
     assert "| the full recipe (1 + 1 epochs), 3 seeds, FLOP/s" in markdown
+    assert "device peak MB" not in markdown and device_peak_mb() is None  # the CPU has none
+    # on an accelerator: the device's own peak beside the resident one, no CPU-device layouts
+    for row in report["scaling"].values():
+        row["device_peak_mb"] = 1234.0
+    report["full_recipe"]["device_peak_mb"] = 2345.0
+    report["across_processes"] = None
+    markdown = benchmarks_markdown(report)
+    assert "| seeds | run s per seed | compile s | peak RSS MB | device peak MB |" in markdown
+    assert " 1234 |" in markdown and "MB resident, 2345 MB on the device" in markdown
+    assert "Not measured on an accelerator" in markdown
     report["side_by_side"] = report["full_recipe"] = None
     assert "--against-authors" in benchmarks_markdown(report)  # says how to measure it
 
