@@ -557,7 +557,8 @@ def format_study(study: Study, results: list[dict]) -> str:
     """One line per point: the swept values, aux-only and cross-model aux-only accuracy.
     (A union of parts names each point by its fields away from their defaults.)"""
     labels = {
-        id(result): "  ".join(str(result["config"][f]) for f in study.varied_fields)
+        # value_label: the same text for a point trained now (tuples) or read back (JSON lists)
+        id(result): "  ".join(value_label(result["config"][f]) for f in study.varied_fields)
         for result in results
     }
     header = "  ".join(study.varied_fields)

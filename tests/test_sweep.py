@@ -18,7 +18,7 @@ from sublim_toy.data import load_dataset
 from sublim_toy.errors import UserError
 from sublim_toy.plots import first_order_gap_figure, study_figure
 from sublim_toy.results import MODELS
-from sublim_toy.sweep import STUDIES, Study, grid, point_name, run_sweep
+from sublim_toy.sweep import STUDIES, Study, format_study, grid, point_name, run_sweep
 
 TINY = [
     "--seeds",
@@ -416,3 +416,13 @@ def test_a_sweep_stored_before_a_config_field_existed_resumes_without_recomputin
     assert sweep._finished(point, Config(**json.loads(point.read_text())["config"]), dataset)
     moved = Config(**json.loads(point.read_text())["config"]).replace(log_every=1)
     assert sweep._finished(point, moved, dataset) is None
+
+
+def test_a_study_table_names_a_point_the_same_trained_now_or_read_back():
+    row = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    summary = {"student_aux": row, "cross_aux": row}
+    study = Study("?", (("hidden", ((256, 16), (256, 64))),))
+    fresh = {"config": {"hidden": (256, 16)}, "summary": summary}  # as run_experiment returns it
+    stored = json.loads(json.dumps(fresh))  # as a finished point is read back: a JSON list
+    table = format_study(study, [fresh, stored]).splitlines()
+    assert table[1] == table[2] and table[1].startswith("256x16 ")
