@@ -72,7 +72,10 @@ def run_ours(config: Config, dataset: Dataset, cache_dir: str | None) -> dict:
     phase times as it records them, its own peak memory, and its wall time seen from outside."""
     fields = json.dumps({**config.to_dict(), "hidden": list(config.hidden)})
     where = [dataset.source, str(cache_dir or ""), dataset.name]
-    done = run_measured([sys.executable, "-m", "sublim_toy.bench_child", fields, *where])
+    # The bench's own process already holds the accelerator: JAX's default of taking 75 % of its
+    # memory up front would leave a child too little.
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    done = run_measured([sys.executable, "-m", "sublim_toy.bench_child", fields, *where], env=env)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed: {done.stderr.strip().splitlines()[-1:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])

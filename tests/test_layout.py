@@ -1,5 +1,6 @@
 """The package keeps its promises about what imports what, and cites only what it ships."""
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,28 @@ def test_the_theorem_report_words_numbers_without_training():
 def test_the_main_path_does_not_import_the_theorem_checker():
     loaded = _imported_after("import sublim_toy.experiment")
     assert "sublim_toy.theorem" not in loaded
+
+
+def _xla_flags_after_import(flags: str | None) -> str:
+    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    if flags is not None:
+        env["XLA_FLAGS"] = flags
+    code = "import os, sublim_toy; print(os.environ['XLA_FLAGS'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return done.stdout.strip()
+
+
+def test_importing_the_package_turns_off_gpu_triton_gemms_unless_the_user_chose():
+    # The flag must be in XLA_FLAGS before JAX starts its backend (a GPU compiles 8x longer
+    # without it); the user's own flags are kept, and their choice of this one wins.
+    assert _xla_flags_after_import(None) == "--xla_gpu_enable_triton_gemm=false"
+    assert _xla_flags_after_import("--xla_dump_to=/tmp/x") == (
+        "--xla_dump_to=/tmp/x --xla_gpu_enable_triton_gemm=false"
+    )
+    chosen = "--xla_gpu_enable_triton_gemm=true"
+    assert _xla_flags_after_import(chosen) == chosen
 
 
 def _repository_files():
