@@ -115,7 +115,7 @@ def _throughput(report: dict) -> list[str]:
     )
     for label, row in rows:
         lines.append(
-            f"| {label} | {row['seconds']:.2f} | {row['gflops']:.1f} | "
+            f"| {label} | {_seconds(row['seconds'])} | {row['gflops']:.1f} | "
             f"{row['gflops'] / square:.0%} | {row['gflops'] / steps:.0%} |"
         )
     experiment = phases["six_model_experiment"]
@@ -125,10 +125,10 @@ def _throughput(report: dict) -> list[str]:
         f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
         f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
         f"{experiment['compile_seconds']:.1f} s. Drawing one epoch of noise for all seeds "
-        f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes {noise['seconds']:.2f} s "
+        f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes {_seconds(noise['seconds'])} s "
         f"alone, {noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
         f" as many values from `jax.random.uniform` per batch take "
-        f"{noise['jax_random_uniform_seconds']:.2f} s "
+        f"{_seconds(noise['jax_random_uniform_seconds'])} s "
         f"({noise['jax_random_uniform_seconds'] / noise['seconds']:.1f}x).",
     ]
 
@@ -174,11 +174,17 @@ def _full_recipe(report: dict) -> list[str]:
         f"{' (the side-by-side run above)' if _is_side_run(report) else ''}: "
         f"{full['process_wall_s']:.1f}"
         f" s in all, of which compile {full['compile_seconds']:.1f} s and run "
-        f"{full['run_seconds']:.1f} s for {full['tflop']:.1f} TFLOP: {full['gflops']:.0f} GFLOP/s,"
+        f"{_seconds(full['run_seconds'], 1)} s for {full['tflop']:.1f} TFLOP: {full['gflops']:.0f} GFLOP/s,"
         f" {full['gflops'] / square:.0%} of the square matmul; peak memory "
         f"{full['peak_rss_mb']:.0f} MB{_on_device(full)}. Aux-only student "
         f"{full['summary']['student_aux']['mean']:.3f}.",
     ]
+
+
+def _seconds(seconds: float, decimals: int = 2) -> str:
+    """Fixed decimals from one second up; below, three significant digits, so that an
+    accelerator's millisecond timings do not print as 0.00."""
+    return f"{seconds:.{decimals}f}" if seconds >= 1 else f"{seconds:.3g}"
 
 
 def _on_device(row: dict) -> str:
@@ -205,7 +211,7 @@ def _scaling(report: dict) -> list[str]:
     for seeds, row in rows:
         device = f" {row['device_peak_mb']:.0f} |" if on_device else ""
         lines.append(
-            f"| {seeds} | {row['run_seconds_per_seed']:.2f} | {row['compile_seconds']:.1f} | "
+            f"| {seeds} | {_seconds(row['run_seconds_per_seed'])} | {row['compile_seconds']:.1f} | "
             f"{row['peak_rss_mb']:.0f} |{device}"
         )
     lines += ["", "| one seed, students only | peak RSS MB |", "|---|---|"]
@@ -230,7 +236,7 @@ def _across_processes(report: dict) -> list[str]:
     ]
     for label, row in report["across_processes"].items():
         lines.append(
-            f"| {label} | {row['run_seconds_per_seed']:.2f} | {row['compile_seconds']:.1f} | "
+            f"| {label} | {_seconds(row['run_seconds_per_seed'])} | {row['compile_seconds']:.1f} | "
             f"{row['process_wall_s']:.1f} |"
         )
     return lines

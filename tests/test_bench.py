@@ -109,7 +109,11 @@ def test_bench_end_to_end_on_a_tiny_config(tiny_idx_dir, tmp_path):
         row["device_peak_mb"] = 1234.0
     report["full_recipe"]["device_peak_mb"] = 2345.0
     report["across_processes"] = None
+    # a GPU's sub-second timings keep three significant digits instead of rounding to 0.00
+    report["phases"]["teacher_epoch"]["seconds"] = 0.0123
+    report["phases"]["drawing_one_epoch_of_noise"]["seconds"] = 0.00042
     markdown = benchmarks_markdown(report)
+    assert "| teacher epoch alone | 0.0123 |" in markdown and "takes 0.00042 s alone" in markdown
     assert "| seeds | run s per seed | compile s | peak RSS MB | device peak MB |" in markdown
     assert " 1234 |" in markdown and "MB resident, 2345 MB on the device" in markdown
     assert "Not measured on an accelerator" in markdown
