@@ -125,8 +125,8 @@ def _throughput(report: dict) -> list[str]:
         f"Within the six-model experiment: teacher phase {experiment['teacher_phase_gflops']:.1f}"
         f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
         f"{experiment['compile_seconds']:.1f} s. Drawing one epoch of noise for all seeds "
-        f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes {_seconds(noise['seconds'])} s "
-        f"alone, {noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
+        f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes "
+        f"{_seconds(noise['seconds'])} s alone, {noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
         f" as many values from `jax.random.uniform` per batch take "
         f"{_seconds(noise['jax_random_uniform_seconds'])} s "
         f"({noise['jax_random_uniform_seconds'] / noise['seconds']:.1f}x).",
@@ -174,7 +174,8 @@ def _full_recipe(report: dict) -> list[str]:
         f"{' (the side-by-side run above)' if _is_side_run(report) else ''}: "
         f"{full['process_wall_s']:.1f}"
         f" s in all, of which compile {full['compile_seconds']:.1f} s and run "
-        f"{_seconds(full['run_seconds'], 1)} s for {full['tflop']:.1f} TFLOP: {full['gflops']:.0f} GFLOP/s,"
+        f"{_seconds(full['run_seconds'], 1)} s for {full['tflop']:.1f} TFLOP: "
+        f"{full['gflops']:.0f} GFLOP/s,"
         f" {full['gflops'] / square:.0%} of the square matmul; peak memory "
         f"{full['peak_rss_mb']:.0f} MB{_on_device(full)}. Aux-only student "
         f"{full['summary']['student_aux']['mean']:.3f}.",
