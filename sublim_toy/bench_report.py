@@ -126,7 +126,8 @@ def _throughput(report: dict) -> list[str]:
         f" GFLOP/s, student phase {experiment['student_phase_gflops']:.1f} GFLOP/s; compile "
         f"{experiment['compile_seconds']:.1f} s. Drawing one epoch of noise for all seeds "
         f"(Threefry-2x32 in counter mode, `inputs.noise_batch`) takes "
-        f"{_seconds(noise['seconds'])} s alone, {noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
+        f"{_seconds(noise['seconds'])} s alone, "
+        f"{noise['seconds'] / phases['student_epoch']['seconds']:.0%} of a student epoch;"
         f" as many values from `jax.random.uniform` per batch take "
         f"{_seconds(noise['jax_random_uniform_seconds'])} s "
         f"({noise['jax_random_uniform_seconds'] / noise['seconds']:.1f}x).",
