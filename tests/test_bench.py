@@ -1,4 +1,8 @@
+import importlib.util
+import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +151,50 @@ def test_flop_totals_scale_linearly_with_seeds(seeds):
     one = experiment_flops(Config(seeds=1), 60_000, 10_000)
     many = experiment_flops(Config(seeds=seeds), 60_000, 10_000)
     assert many["total"] == seeds * one["total"]
+
+
+def test_the_gpu_gemm_flags_tool_gives_each_fresh_process_its_own_flag(
+    tiny_idx_dir, tmp_path, monkeypatch
+):
+    # tools/gpu_gemm_flags.py, with the fresh processes and the matmul timing stubbed out: what
+    # is checked is that each child starts with its setting in XLA_FLAGS (importing sublim_toy
+    # in the tool's own process would otherwise have set the flag for both) and is recorded so.
+    spec = importlib.util.spec_from_file_location(
+        "gpu_gemm_flags", Path(__file__).parent.parent / "tools" / "gpu_gemm_flags.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seen = []
+
+    def fake_child(config, dataset, cache_dir):
+        seen.append(os.environ["XLA_FLAGS"])
+        phases = {"teacher_s": 1.0, "students_s": 2.0, "evaluation_s": 0.5}
+        summary = {"student_aux": {"mean": 0.5}}
+        wall_time = {**phases, "compile_s": {"teacher": 0.25}}
+        return {
+            "wall_time": wall_time,
+            "process_wall_s": 9.0,
+            "device_peak_mb": None,
+            "summary": summary,
+        }
+
+    monkeypatch.setattr(tool, "run_ours", fake_child)
+    monkeypatch.setattr(tool, "square_matmul_gflops", lambda n: 1.0)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_triton_gemm=false")
+    out = tmp_path / "flags.jsonl"
+    argv = ["gpu_gemm_flags.py", "--data-source", f"idx:{tiny_idx_dir}", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--seeds", "2", "--epochs", "1"])
+    tool.main()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    flags = list(tool.SETTINGS.values())
+    assert (
+        seen
+        == flags
+        == [
+            "--xla_gpu_enable_triton_gemm=true",
+            "--xla_gpu_enable_triton_gemm=false",
+        ]
+    )
+    assert [row["what"] for row in rows] == ["square_matmul", *tool.SETTINGS]
+    assert [row["xla_flags"] for row in rows[1:]] == flags
+    assert all(row["run_s"] == 3.5 and row["seeds"] == 2 for row in rows[1:])
