@@ -8,8 +8,8 @@ import importlib
 import os
 
 # On a GPU, XLA autotunes Triton kernels for every matmul while it compiles: on one H200 that
-# made the paper's 100-seed run compile for 62 s and run for 6 s; with cuBLAS's kernels alone it
-# compiled in 8 s, ran as fast and gave the same accuracies to 1e-5 (docs/performance.md). XLA
+# made the paper's 100-seed run compile for 49 s and run for 6.4 s; with cuBLAS's kernels alone
+# it compiled in 6.6 s, ran as fast and gave the same accuracies (docs/performance.md). XLA
 # reads XLA_FLAGS when JAX starts its backend, which is after this import; a setting of the flag
 # the user made wins, and other devices ignore it.
 _TRITON_GEMM = "--xla_gpu_enable_triton_gemm"
