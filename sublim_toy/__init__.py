@@ -7,14 +7,20 @@ pulls in the training stack.
 import importlib
 import os
 
+
+def default_xla_flag(flag: str, value) -> None:
+    """Add `flag=value` to XLA_FLAGS unless XLA_FLAGS already sets `flag`: the user's own
+    setting wins. XLA reads XLA_FLAGS when JAX starts its backend, so call this before then."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}={value}".strip()
+
+
 # On a GPU, XLA autotunes Triton kernels for every matmul while it compiles: on one H200 that
 # made the paper's 100-seed run compile for 49 s and run for 6.4 s; with cuBLAS's kernels alone
-# it compiled in 6.6 s, ran as fast and gave the same accuracies (docs/performance.md). XLA
-# reads XLA_FLAGS when JAX starts its backend, which is after this import; a setting of the flag
-# the user made wins, and other devices ignore it.
-_TRITON_GEMM = "--xla_gpu_enable_triton_gemm"
-if _TRITON_GEMM not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_TRITON_GEMM}=false".strip()
+# it compiled in 6.6 s, ran as fast and gave the same accuracies (docs/performance.md). JAX
+# starts its backend after this import; other devices ignore the flag.
+default_xla_flag("--xla_gpu_enable_triton_gemm", "false")
 
 _EXPORTS = {
     "Config": "sublim_toy.config",

@@ -13,9 +13,9 @@ collective gives up after COLLECTIVE_TIMEOUT_S; either way the survivors exit wi
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
+from sublim_toy import default_xla_flag
 from sublim_toy.errors import UserError
 
 HEARTBEAT_S = 20  # a peer silent this long is dead
@@ -51,11 +51,7 @@ def join(how: Join) -> None:
             f"--process-id {how.process_id}: must be in 0..{how.num_processes - 1} "
             f"(--num-processes {how.num_processes})"
         )
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "collective_timeout" not in flags:
-        os.environ["XLA_FLAGS"] = (
-            f"{flags} --xla_cpu_collective_timeout_seconds={COLLECTIVE_TIMEOUT_S}".strip()
-        )
+    default_xla_flag("--xla_cpu_collective_timeout_seconds", COLLECTIVE_TIMEOUT_S)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(
