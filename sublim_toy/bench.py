@@ -135,11 +135,12 @@ def step_gemm_gflops(sizes: tuple[int, ...], seeds: int, batch: int, repeats: in
             activations.append(jnp.matmul(activations[-1], weight))
         grad_outputs = activations[1:]  # same shapes as the real output gradients
         # Contractions over the batch / output axes as backprop writes them: GEMMs on
-        # transposed operands, with no transpose materialised.
+        # transposed operands, with no transpose materialised; the output layer's as
+        # [out, in], the orientation `model._through_transposed_kernel` makes reverse mode use.
         weight_grads = [
             jnp.einsum("sbi,sbo->sio", a, g)
-            for a, g in zip(activations[:-1], grad_outputs, strict=True)
-        ]
+            for a, g in zip(activations[:-2], grad_outputs[:-1], strict=True)
+        ] + [jnp.einsum("sbo,sbi->soi", grad_outputs[-1], activations[-2])]
         input_grads = [
             jnp.einsum("sbo,sio->sbi", g, w)
             for g, w in zip(grad_outputs[1:], weights[1:], strict=True)

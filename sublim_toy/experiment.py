@@ -32,6 +32,7 @@ from sublim_toy.train import (
     StudentState,
     TeacherState,
     compile_ahead,
+    compiler_options,
     init_optimizer,
     make_evaluate,
     make_student_epoch,
@@ -232,20 +233,25 @@ def initial_params(network: Network, keys, student_network: Network | None = Non
     teacher's)."""
     student_network = student_network or network
     return {
-        "shared": _batched_init(network, keys.sharding)(stream(keys, Stream.REFERENCE_INIT)),
-        "independent": _batched_init(student_network, keys.sharding)(
-            stream(keys, Stream.INDEPENDENT_INIT)
-        ),
+        "shared": _batched_init(network, keys)(stream(keys, Stream.REFERENCE_INIT)),
+        "independent": _batched_init(student_network, keys)(stream(keys, Stream.INDEPENDENT_INIT)),
     }
 
 
+def _batched_init(network: Network, keys):
+    """One architecture's init, vmapped over keys laid out like `keys`."""
+    return _compiled_init(
+        network, jax.ShapeDtypeStruct(keys.shape, keys.dtype, sharding=keys.sharding)
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def _batched_init(network: Network, sharding):
-    """One architecture's init, vmapped over seeds and compiled once per process (compiling it
-    costs seconds on a CPU, and every point of a study draws two inits). Laid out like the
-    keys explicitly: the zero biases depend on no key, so propagation alone would leave them
-    unsharded beside sharded kernels."""
-    return jax.jit(jax.vmap(network.init), out_shardings=sharding)
+def _compiled_init(network: Network, keys_like: jax.ShapeDtypeStruct):
+    """Compiled once per process and key layout (compiling it costs seconds on a CPU, and every
+    point of a study draws two inits). Laid out like the keys explicitly: the zero biases
+    depend on no key, so propagation alone would leave them unsharded beside sharded kernels."""
+    jitted = jax.jit(jax.vmap(network.init), out_shardings=keys_like.sharding)
+    return jitted.lower(keys_like).compile(compiler_options())
 
 
 def shared_layers(config: Config) -> dict[int, int]:
@@ -443,7 +449,8 @@ def evaluate(
 ):
     """Test accuracy of every model, of every student at step 0, and the first-order prediction
     of every student, per seed; one compiled program each for all models of an architecture
-    (the students' `student_network`, default the teacher's)."""
+    (the students' `student_network`, default the teacher's), and one for every student's
+    accuracy at step 0 with its first-order prediction."""
     test_images = replicate(dataset.test_images, mesh)
     test_labels = replicate(dataset.test_labels, mesh)
     student = next(iter(STUDENTS))
@@ -457,7 +464,7 @@ def evaluate(
             make_evaluate(student_network), final[student], test_images, test_labels
         )
         accuracy_compile_s += student_compile_s
-    predicted, predicted_compile_s = compile_ahead(
+    start_and_predicted, predicted_compile_s = compile_ahead(
         make_first_order_evaluate(student_network),
         starts[student],
         final[student],
@@ -476,16 +483,11 @@ def evaluate(
     }
     # a student's start can already classify (head_init=trained): gains are also measured
     # from there, not only from chance
-    at_start = {
-        name: to_host(student_accuracy(starts[name], test_images, test_labels), seeds).tolist()
-        for name in STUDENTS
-    }
-    first_order = {
-        name: to_host(
-            predicted(starts[name], final[name], test_images, test_labels), seeds
-        ).tolist()
-        for name in STUDENTS
-    }
+    at_start, first_order = {}, {}
+    for name in STUDENTS:
+        start, predicted = start_and_predicted(starts[name], final[name], test_images, test_labels)
+        at_start[name] = to_host(start, seeds).tolist()
+        first_order[name] = to_host(predicted, seeds).tolist()
     timing = {
         "compile_s": {"evaluation": accuracy_compile_s, "first_order": predicted_compile_s},
         "run_s": time.perf_counter() - started,

@@ -19,27 +19,31 @@ from sublim_toy.losses import accuracy
 from sublim_toy.model import Network, Params
 
 
-def linearised_logits(network: Network, start_params: Params, params: Params, inputs_BxD):
-    """f(theta0, x) + J(theta0, x) (theta - theta0): the logits to first order around theta0.
-
-    One JVP; any float dtype.
-    """
+def start_and_linearised_logits(network: Network, start_params: Params, params: Params, inputs_BxD):
+    """(f(theta0, x), f(theta0, x) + J(theta0, x) (theta - theta0)): the logits at the start and
+    to first order around it, from one JVP (its primal output is the forward pass at theta0).
+    Any float dtype."""
     displacement = jax.tree.map(jnp.subtract, params, start_params)
     logits, change = jax.jvp(
         lambda p: network.apply(p, inputs_BxD), (start_params,), (displacement,)
     )
-    return logits + change
+    return logits, logits + change
 
 
-def linearised_accuracy(network: Network, start_params, params, inputs_BxD, labels_B):
-    """Test accuracy of `linearised_logits`' regular logits: the first-order prediction."""
-    return accuracy(linearised_logits(network, start_params, params, inputs_BxD), labels_B)
+def linearised_logits(network: Network, start_params: Params, params: Params, inputs_BxD):
+    """f(theta0, x) + J(theta0, x) (theta - theta0): the logits to first order around theta0."""
+    return start_and_linearised_logits(network, start_params, params, inputs_BxD)[1]
 
 
 def make_first_order_evaluate(network: Network) -> Callable:
-    """predicted(starts[S], params[S], images uint8 [N, 28, 28], labels [N]) -> [S] accuracies."""
+    """evaluate(starts[S], params[S], images uint8 [N, 28, 28], labels [N]) -> ([S] test
+    accuracies at the start, [S] first-order predictions of the accuracy at `params`): both from
+    the same JVP, so the start's forward pass is not run twice."""
 
     def one_seed(start, params, images, labels):
-        return linearised_accuracy(network, start, params, preprocess(images), labels)
+        at_start, linearised = start_and_linearised_logits(
+            network, start, params, preprocess(images)
+        )
+        return accuracy(at_start, labels), accuracy(linearised, labels)
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, None)))

@@ -2,8 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sublim_toy.first_order import linearised_logits
+from sublim_toy.first_order import linearised_logits, make_first_order_evaluate
 from sublim_toy.model import Network
+from sublim_toy.train import make_evaluate
 
 
 def test_linearised_logits_are_exact_along_the_head_and_second_order_elsewhere():
@@ -38,3 +39,18 @@ def test_linearised_logits_are_exact_along_the_head_and_second_order_elsewhere()
         for scale in (1e-1, 1e-2)
     ]
     assert errors[0] > 0 and 30 < errors[0] / errors[1] < 300
+
+
+def test_the_accuracy_at_the_start_comes_with_the_prediction_and_equals_a_forward_pass():
+    # evaluate() takes every student's accuracy at step 0 from the JVP's primal output
+    # instead of a forward pass of its own: the two must give the same accuracies.
+    network = Network((784, 32, 13), "relu", "normal")
+    keys = jax.random.split(jax.random.key(0), 3)
+    starts = jax.vmap(network.init)(keys)
+    moved = jax.tree.map(lambda leaf: leaf + 0.05, starts)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (200, 28, 28)).astype(np.uint8))
+    labels = jnp.asarray(rng.integers(0, 10, 200).astype(np.uint8))
+    at_start, predicted = make_first_order_evaluate(network)(starts, moved, images, labels)
+    np.testing.assert_array_equal(at_start, make_evaluate(network)(starts, images, labels))
+    assert not np.array_equal(at_start, predicted)  # the pair is not one value twice

@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,3 +119,37 @@ def test_weight_sd_is_the_drawn_weights_sd_times_sqrt_fan_in(scheme, scale):
     for kernel, _ in _layers(network.init(jax.random.key(2))):
         measured = kernel.std() * np.sqrt(kernel.shape[0])
         assert measured == pytest.approx(weight_sd(scheme, scale), rel=0.02)
+
+
+def test_the_output_layer_gradient_is_x_transpose_g_computed_as_an_out_by_in_gemm():
+    # The output layer reads its kernel through a transposed copy so that reverse mode writes
+    # its weight gradient as g^T x, [out, in], the orientation XLA's CPU GEMM runs fastest
+    # for 13 columns. The gradient must still be x^T g, and the compiled program must hold
+    # a GEMM writing [13, 32] in memory and none writing [32, 13] (which XLA emits without
+    # the barrier).
+    network = Network(sizes=(20, 32, 13), activation="relu")
+    params = network.init(jax.random.key(0))
+    x = np.random.default_rng(1).uniform(-1, 1, (64, 20)).astype(np.float32)
+    g = np.random.default_rng(2).normal(size=(64, 13)).astype(np.float32)
+
+    def loss(params, x):
+        return jnp.sum(network.apply(params, x) * g)
+
+    grads = jax.grad(loss)(params, x)
+    (kernel1, bias1), _ = _layers(params)
+    hidden = np.maximum(x @ kernel1 + bias1, 0)
+    np.testing.assert_allclose(
+        grads["layers"][1]["kernel"][...], hidden.T @ g, rtol=1e-5, atol=1e-5
+    )
+    hlo = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
+    dot_outputs = {_physical_shape(line) for line in hlo.splitlines() if " dot(" in line}
+    assert (13, 32) in dot_outputs and (32, 13) not in dot_outputs
+
+
+def _physical_shape(hlo_line: str) -> tuple[int, ...]:
+    """An HLO instruction's result dims as laid out in memory, major to minor: f32[32,13]{0,1}
+    is (13, 32)."""
+    dims, layout = re.search(r"= f32\[([\d,]*)\]\{([\d,]*)\}", hlo_line).groups()
+    dims = [int(d) for d in dims.split(",")]
+    minor_to_major = [int(axis) for axis in layout.split(",")]
+    return tuple(dims[axis] for axis in reversed(minor_to_major))

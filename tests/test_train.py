@@ -327,3 +327,27 @@ def test_a_noise_pool_of_two_batches_is_all_a_student_ever_reads():
             jax.tree.leaves(_index(state.params["s"], 0)), jax.tree.leaves(params), strict=True
         ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_phases_compile_at_llvm_o1_on_a_cpu_and_that_changes_no_number(monkeypatch):
+    requested = []
+    compile_ = jax.stages.Lowered.compile
+
+    def recording(self, compiler_options=None, **kwargs):
+        requested.append(compiler_options)
+        return compile_(self, compiler_options, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", recording)
+    network = network_for(CONFIG)
+    images, labels = _toy_digits()
+    params = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 2))
+    start = _teacher_state(params, jax.random.split(jax.random.key(1), 2), jnp.stack([labels] * 2))
+    epoch = make_teacher_epoch(network, CONFIG)
+    trained = run_phase(epoch, start, images, epochs=1)
+    assert jax.default_backend() == "cpu"
+    assert requested == [{"xla_backend_optimization_level": 1}]
+    at_xla_default, _ = epoch.lower(start, 0, images).compile()(start, 0, images)
+    for a, b in zip(
+        jax.tree.leaves(trained.state.params), jax.tree.leaves(at_xla_default.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
