@@ -12,7 +12,8 @@ def default_xla_flag(flag: str, value) -> None:
     """Add `flag=value` to XLA_FLAGS unless XLA_FLAGS already sets `flag`: the user's own
     setting wins. XLA reads XLA_FLAGS when JAX starts its backend, so call this before then."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if flag not in flags:
+    # by name, not substring: --xla_gpu_enable_triton_gemm_int4 is another flag
+    if flag not in (token.split("=")[0] for token in flags.split()):
         os.environ["XLA_FLAGS"] = f"{flags} {flag}={value}".strip()
 
 

@@ -32,7 +32,6 @@ from sublim_toy.train import (
     StudentState,
     TeacherState,
     compile_ahead,
-    compiler_options,
     init_optimizer,
     make_evaluate,
     make_student_epoch,
@@ -251,7 +250,7 @@ def _compiled_init(network: Network, keys_like: jax.ShapeDtypeStruct):
     point of a study draws two inits). Laid out like the keys explicitly: the zero biases
     depend on no key, so propagation alone would leave them unsharded beside sharded kernels."""
     jitted = jax.jit(jax.vmap(network.init), out_shardings=keys_like.sharding)
-    return jitted.lower(keys_like).compile(compiler_options())
+    return compile_ahead(jitted, keys_like)[0]
 
 
 def shared_layers(config: Config) -> dict[int, int]:

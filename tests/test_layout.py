@@ -57,6 +57,8 @@ def test_importing_the_package_turns_off_gpu_triton_gemms_unless_the_user_chose(
     )
     chosen = "--xla_gpu_enable_triton_gemm=true"
     assert _xla_flags_after_import(chosen) == chosen
+    other = "--xla_gpu_enable_triton_gemm_int4=true"  # another flag, not a choice of this one
+    assert _xla_flags_after_import(other) == f"{other} --xla_gpu_enable_triton_gemm=false"
 
 
 def _repository_files():
