@@ -79,9 +79,9 @@ def _through_transposed_kernel(inputs, kernel, dimension_numbers, **kwargs):
 
     Same forward values; what changes is the weight gradient reverse mode writes: a GEMM whose
     output is [out, in] (g^T x) instead of [in, out] (x^T g). For the output layer (10 + m
-    columns) XLA's CPU GEMM runs the [in, out] orientation about 5x slower (2.0 against 0.4 ms
-    at 8 seeds x batch 1024: docs/performance.md); the barrier keeps XLA from folding the
-    transpose back into that GEMM. The kernel itself stays [in, out] like every other layer's.
+    columns) XLA's CPU GEMM runs the [in, out] orientation several times slower
+    (docs/performance.md); the barrier keeps XLA from folding the transpose back into that
+    GEMM. The kernel itself stays [in, out] like every other layer's.
     """
     (contracting, (in_axis,)), batch = dimension_numbers
     if in_axis != 0 or batch != ((), ()):

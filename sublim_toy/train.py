@@ -307,9 +307,9 @@ def make_evaluate(network: Network) -> Callable:
 
 def compiler_options() -> dict | None:
     """XLA options for the package's own programs: on a CPU, LLVM at -O1 instead of XLA's
-    default, which compiles the student epoch in about three quarters of the time and the
-    vmapped init in a quarter, with the same numbers bit for bit (the GEMMs are library calls
-    either way; docs/performance.md). Elsewhere XLA's defaults."""
+    default, which compiles faster (the student epoch in about three quarters of the time:
+    docs/performance.md) with the same numbers bit for bit (the GEMMs are library calls either
+    way). Elsewhere XLA's defaults."""
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
 
 
