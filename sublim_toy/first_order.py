@@ -14,8 +14,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from sublim_toy.inputs import preprocess
-from sublim_toy.losses import accuracy
+from sublim_toy.losses import chunked_accuracies
 from sublim_toy.model import Network, Params
 
 
@@ -38,12 +37,12 @@ def linearised_logits(network: Network, start_params: Params, params: Params, in
 def make_first_order_evaluate(network: Network) -> Callable:
     """evaluate(starts[S], params[S], images uint8 [N, 28, 28], labels [N]) -> ([S] test
     accuracies at the start, [S] first-order predictions of the accuracy at `params`): both from
-    the same JVP, so the start's forward pass is not run twice."""
+    the same JVP, so the start's forward pass is not run twice; the images in chunks
+    (`losses.chunked_accuracies`)."""
 
     def one_seed(start, params, images, labels):
-        at_start, linearised = start_and_linearised_logits(
-            network, start, params, preprocess(images)
+        return chunked_accuracies(
+            lambda x: start_and_linearised_logits(network, start, params, x), images, labels
         )
-        return accuracy(at_start, labels), accuracy(linearised, labels)
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, None)))

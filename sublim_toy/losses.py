@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sublim_toy.inputs import preprocess
 from sublim_toy.model import select_outputs
 
 
@@ -52,7 +53,26 @@ def imitation_loss(
     return per_example.mean()
 
 
+# Test images an evaluation reads at once. All 10 000 at once, under vmap over seeds, make the
+# largest temporaries of a run (a JVP's activations, hundreds of MB at 8 seeds) and would set
+# its peak memory; chunks of 1000 need a tenth of that (tests/test_losses.py measures it).
+EVAL_CHUNK = 1000
+
+
 def accuracy(logits_BxK, labels_B):
     """Fraction of examples whose largest regular logit is the label (section 6.2's metric)."""
     predicted = jnp.argmax(select_outputs(logits_BxK, "regular"), axis=-1)
     return jnp.mean(predicted == labels_B)
+
+
+def chunked_accuracies(logits_of, images_uint8, labels_N, chunk: int = EVAL_CHUNK) -> tuple:
+    """(`accuracy` of each logits array in the tuple `logits_of(x)` returns, ...) over all the
+    images, `chunk` images at a time (`jax.lax.map`; a last smaller chunk where `chunk` does
+    not divide N). `logits_of` maps inputs [B, D] scaled to [-1, 1] to a tuple of [B, K]."""
+
+    def hits(image_and_label):  # one image; lax.map vmaps it over each chunk
+        image, label = image_and_label
+        return tuple(accuracy(logits, label) for logits in logits_of(preprocess(image)))
+
+    per_image = jax.lax.map(hits, (images_uint8, labels_N), batch_size=min(chunk, len(labels_N)))
+    return tuple(correct.mean() for correct in per_image)

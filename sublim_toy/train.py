@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from sublim_toy.config import Config
+from sublim_toy.host_memory import release_free_memory
 from sublim_toy.inputs import pool_batch_order, preprocess, student_batch
-from sublim_toy.losses import accuracy, imitation_loss, teacher_loss
+from sublim_toy.losses import chunked_accuracies, imitation_loss, teacher_loss
 from sublim_toy.model import Network, Params, layer_index
 from sublim_toy.probes import ProbeImages, alignment
 from sublim_toy.projection import project_out, teacher_gradient
@@ -297,10 +298,11 @@ def _scheduled_probe(network, config, outputs, state: StudentState, shared, epoc
 
 
 def make_evaluate(network: Network) -> Callable:
-    """accuracy(params[S], images uint8 [N, 28, 28], labels [N]) -> [S] test accuracies."""
+    """accuracy(params[S], images uint8 [N, 28, 28], labels [N]) -> [S] test accuracies, the
+    images in chunks (`losses.chunked_accuracies`)."""
 
     def one_seed(params, images, labels):
-        return accuracy(network.apply(params, preprocess(images)), labels)
+        return chunked_accuracies(lambda x: (network.apply(params, x),), images, labels)[0]
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
@@ -334,7 +336,9 @@ def run_phase(
     """Compile a phase's epoch ahead of time, then run `epochs` epochs of it from `state`.
 
     `on_epoch(metrics, state)` runs on the host after each epoch (progress bars; the state for
-    callers that look at the models between epochs).
+    callers that look at the models between epochs). After each epoch the memory its buffers
+    held goes back to the OS (`host_memory.release_free_memory`), so the peak stays that of one
+    epoch.
     """
     if not epochs:
         return PhaseRun(state, [], None, 0.0)
@@ -344,7 +348,8 @@ def run_phase(
     for epoch in range(epochs):
         state, epoch_metrics = compiled(state, epoch, shared)
         metrics.append(epoch_metrics)
+        jax.block_until_ready(state)  # the epoch's temporaries are freed once it has finished
+        release_free_memory()
         if on_epoch is not None:
             on_epoch(epoch_metrics, state)
-    jax.block_until_ready(state)
     return PhaseRun(state, metrics, compile_s, time.perf_counter() - started)
