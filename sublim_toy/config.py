@@ -30,8 +30,8 @@ PERTURB = ("none", "head", "hidden", "all")
 class Config:
     """One experiment: models, training and randomness. Validated on construction."""
 
-    # Independent runs trained side by side under vmap. The paper used 100; 24 take about ten
-    # minutes on 2 CPU cores and already give CIs that separate every pair of bars.
+    # Independent runs trained side by side under vmap. The paper used 100; 24 take a few
+    # minutes on 2 CPU cores (README) and already give CIs that separate every pair of bars.
     seeds: int = 24
     # Root PRNG seed. Seed i of a run draws everything random from fold_in(key(seed), i), so
     # its inits, data order and noise do not depend on how many seeds run beside it (its
