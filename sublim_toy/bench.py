@@ -319,7 +319,7 @@ def run_bench(
         "full_recipe": None,
         "matmul_precision": str(jax.config.jax_default_matmul_precision),
         "environment": {**environment(), "cpu_count": _cpu_count()},
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
     }
     if authors is not None:
         report["side_by_side"] = side_by_side(authors, recipe, dataset, cache_dir, progress)
@@ -448,6 +448,18 @@ def full_recipe(config: Config, dataset: Dataset, cache_dir) -> dict:
         "device_peak_mb": child["device_peak_mb"],
         "summary": child["summary"],
     }
+
+
+def cpu_model() -> str:
+    """The processor as the OS names it (Linux: /proc/cpuinfo's model name) and the
+    architecture: pages from different machines are not to be compared ratio by ratio."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _cpu_count() -> int:

@@ -200,3 +200,13 @@ def test_the_gpu_gemm_flags_tool_gives_each_fresh_process_its_own_flag(
     assert [row["what"] for row in rows] == ["square_matmul", *tool.SETTINGS]
     assert [row["xla_flags"] for row in rows[1:]] == flags
     assert all(row["run_seconds"] == 3.5 and row["seeds"] == 2 for row in rows[1:])
+
+
+def test_the_page_names_the_processor(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu\n")
+    real_path = bench.Path
+    monkeypatch.setattr(bench, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert bench.cpu_model().startswith("Some CPU 9000, ")
+    monkeypatch.setattr(bench, "Path", lambda p: tmp_path / "no-such-file")
+    assert bench.cpu_model()  # the architecture at least, where the OS names no model
