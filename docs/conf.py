@@ -62,6 +62,7 @@ API_LEFT_OUT = {
     "cli": "documented on the command-line page, generated from its parser",
     "errors": "UserError only, raised for bad input",
     "files": "atomic file writes, an implementation detail",
+    "host_memory": "freed host memory back to the OS between epochs, called by train.run_phase",
     "sharding": "the seed axis over local devices, used by experiment",
 }
 
