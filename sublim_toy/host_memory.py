@@ -5,8 +5,8 @@ hundreds of MB at 8 seeds) from the C allocator and frees them when the epoch en
 what was freed in its arenas for reuse, and after each epoch they hold more pages that are free
 but still resident: the process's peak memory grew epoch after epoch, with no more live data.
 `malloc_trim` returns those pages; `train.run_phase` calls it between epochs, where it costs
-milliseconds against seconds of training (docs/performance.md has the peak memory with and
-without it).
+milliseconds against seconds of training (docs/performance.md has the peak memory before and
+after it).
 """
 
 from __future__ import annotations
