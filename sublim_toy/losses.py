@@ -55,7 +55,7 @@ def imitation_loss(
 
 # Test images an evaluation reads at once. All 10 000 at once, under vmap over seeds, make the
 # largest temporaries of a run (a JVP's activations, hundreds of MB at 8 seeds) and would set
-# its peak memory; chunks of 1000 need under a quarter of that (tests/test_losses.py).
+# its peak memory; chunks of 1000 need under a quarter of that (tests/test_first_order.py).
 EVAL_CHUNK = 1000
 
 

@@ -3,11 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sublim_toy.config import Config
-from sublim_toy.first_order import make_first_order_evaluate, start_and_linearised_logits
 from sublim_toy.inputs import preprocess
 from sublim_toy.losses import accuracy, chunked_accuracies, imitation_loss, teacher_loss
-from sublim_toy.model import network_for
 
 
 def _softmax(z):
@@ -109,26 +106,3 @@ def test_chunked_accuracies_equal_the_accuracy_of_all_images_at_once(chunk):
     assert 0 < float(expected[0]) < 1 and float(expected[0]) != float(expected[1])
     for got_one, expected_one in zip(got, expected, strict=True):
         assert float(got_one) == float(expected_one)
-
-
-def test_the_evaluation_in_chunks_needs_a_fraction_of_the_temporaries_of_all_at_once():
-    # The first-order evaluation of 8 seeds on MNIST's 10 000 test images was the largest set
-    # of temporaries of a run, and set its peak memory. Compiled, not run.
-    network = network_for(Config())
-    starts = jax.vmap(network.init)(jax.random.split(jax.random.key(0), 8))
-    images = jax.ShapeDtypeStruct((10_000, 28, 28), jnp.uint8)
-    labels = jax.ShapeDtypeStruct((10_000,), jnp.uint8)
-
-    def all_at_once(start, params, images, labels):
-        x = preprocess(images)
-        return tuple(
-            accuracy(z, labels) for z in start_and_linearised_logits(network, start, params, x)
-        )
-
-    def temporaries_mb(evaluate):
-        compiled = evaluate.lower(starts, starts, images, labels).compile()
-        return compiled.memory_analysis().temp_size_in_bytes / 2**20
-
-    chunked = temporaries_mb(make_first_order_evaluate(network))
-    whole = temporaries_mb(jax.jit(jax.vmap(all_at_once, in_axes=(0, 0, None, None))))
-    assert chunked < whole / 4, (chunked, whole)
