@@ -34,7 +34,7 @@ from sublim_toy.config import (
 )
 from sublim_toy.data import DATASETS
 from sublim_toy.distributed import Join, is_main_process, join
-from sublim_toy.errors import ConfigError, Interrupted, UserError
+from sublim_toy.errors import ConfigError, Interrupted, UserError, ctrl_c_remembered
 from sublim_toy.sweep import FIGURE_STEMS, STUDIES, STUDY_SEEDS
 
 COMMAND_HELP = {
@@ -715,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), ctrl_c_remembered():
         warnings.showwarning = _show_warning
         return _run(args)
 

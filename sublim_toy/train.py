@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from sublim_toy.config import Config
+from sublim_toy.errors import stop_if_interrupted
 from sublim_toy.host_memory import release_free_memory
 from sublim_toy.inputs import pool_batch_order, preprocess, student_batch
 from sublim_toy.losses import chunked_accuracies, imitation_loss, teacher_loss
@@ -338,7 +339,7 @@ def run_phase(
     `on_epoch(metrics, state)` runs on the host after each epoch (progress bars; the state for
     callers that look at the models between epochs). After each epoch the memory its buffers
     held goes back to the OS (`host_memory.release_free_memory`), so the peak stays that of one
-    epoch.
+    epoch, and a Ctrl-C that Python dropped stops the phase (`errors.ctrl_c_remembered`).
     """
     if not epochs:
         return PhaseRun(state, [], None, 0.0)
@@ -350,6 +351,7 @@ def run_phase(
         metrics.append(epoch_metrics)
         jax.block_until_ready(state)  # the epoch's temporaries are freed once it has finished
         release_free_memory()
+        stop_if_interrupted()  # a Ctrl-C that Python dropped on the way (errors.ctrl_c_remembered)
         if on_epoch is not None:
             on_epoch(epoch_metrics, state)
     return PhaseRun(state, metrics, compile_s, time.perf_counter() - started)
