@@ -30,7 +30,7 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a message that says what was kept (the CLI prints it as is)."""
 
 
-# Set by a Ctrl-C inside `ctrl_c_remembered`, cleared when `stop_if_interrupted` acts on it.
+# Set by a Ctrl-C inside `ctrl_c_remembered` or `ctrl_c_held_back`, cleared where it is acted on.
 _CTRL_C_PENDING = threading.Event()
 
 
@@ -42,7 +42,8 @@ def ctrl_c_remembered():
     in a garbage-collection callback or a `__del__` is printed as "Exception ignored" and then
     dropped: JAX's collection callback is often that place, and the command ran on as if no
     Ctrl-C had come. Remembered, it stops the command at the next `stop_if_interrupted()` (after
-    every training epoch), and the dropped exception is not printed.
+    every training epoch) or at the end of the next `ctrl_c_held_back` block, and the dropped
+    exception is not printed.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
@@ -73,3 +74,20 @@ def stop_if_interrupted() -> None:
     if _CTRL_C_PENDING.is_set():
         _CTRL_C_PENDING.clear()
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_held_back(message: str):
+    """Hold back Ctrl-C while the block runs (a few renames), then raise Interrupted(message)
+    if one came during it, or came earlier and was dropped (see `ctrl_c_remembered`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: _CTRL_C_PENDING.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if _CTRL_C_PENDING.is_set():
+        _CTRL_C_PENDING.clear()
+        raise Interrupted(message)

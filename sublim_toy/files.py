@@ -3,16 +3,13 @@ another run's files unasked and are written all at once."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sublim_toy.errors import Interrupted, UserError
+from sublim_toy.errors import UserError, ctrl_c_held_back
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -104,7 +101,7 @@ class OutputDir:
                 mode = "wb" if isinstance(content, bytes) else "w"
                 with open(staged[name], mode) as handle:
                     handle.write(content)
-            with _sigint_deferred(f"interrupted; the run's files were written to {self.path}"):
+            with ctrl_c_held_back(f"interrupted; the run's files were written to {self.path}"):
                 for name, tmp in staged.items():
                     os.replace(tmp, self.path / name)
                 for name in set(self.owned) - set(files):
@@ -123,22 +120,6 @@ def _temp_file(path: Path) -> Path:
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
     return Path(tmp)
-
-
-@contextlib.contextmanager
-def _sigint_deferred(message: str):
-    """Hold back Ctrl-C while the block runs (a few renames), then raise Interrupted(message)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise Interrupted(message)
 
 
 def _umask() -> int:

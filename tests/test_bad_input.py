@@ -26,7 +26,13 @@ from sublim_toy import data, experiment, files, plots, sweep, theorem, theorem_r
 from sublim_toy.cli import main
 from sublim_toy.config import Config
 from sublim_toy.data import Dataset
-from sublim_toy.errors import UserError, ctrl_c_remembered, stop_if_interrupted
+from sublim_toy.errors import (
+    Interrupted,
+    UserError,
+    ctrl_c_held_back,
+    ctrl_c_remembered,
+    stop_if_interrupted,
+)
 from sublim_toy.probes import METRICS
 from sublim_toy.results import MODELS, STUDENTS, record
 
@@ -563,9 +569,16 @@ def test_a_ctrl_c_that_python_drops_is_still_acted_on_and_not_printed(monkeypatc
     with ctrl_c_remembered():
         _CtrlCWhenCollected(raised_inside)  # collected at once
         assert raised_inside == [True], "the Ctrl-C was not raised inside __del__"
+        raised_inside.clear()
         with pytest.raises(KeyboardInterrupt):
             stop_if_interrupted()
         stop_if_interrupted()  # acted on once
+        _CtrlCWhenCollected(raised_inside)
+        assert raised_inside == [True]
+        with pytest.raises(Interrupted, match="^after the renames$"):
+            with ctrl_c_held_back("after the renames"):
+                pass  # the file writes hold a Ctrl-C back to their end, a dropped one too
+        stop_if_interrupted()
         sys.unraisablehook(object())  # anything else still reaches the hook before
     assert len(printed) == 1 and not hasattr(printed[0], "exc_value")
     assert signal.getsignal(signal.SIGINT) is handler_before
