@@ -588,7 +588,7 @@ def test_a_ctrl_c_that_python_drops_is_still_acted_on_and_not_printed(monkeypatc
 def test_a_dropped_ctrl_c_in_a_sweep_stops_it_after_the_epoch(
     tiny_idx_dir, tmp_path, capsys, monkeypatch
 ):
-    """The real Ctrl-C test below shows the signal path; this one makes the drop happen (one
+    """The real Ctrl-C test above shows the signal path; this one makes the drop happen (one
     run in twelve of that test met it, and the sweep then ran every point to the end)."""
     out = tmp_path / "sweep"
     raised_inside = []
