@@ -14,6 +14,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +38,10 @@ from sublim_toy.model import network_for
 from sublim_toy.probes import PROBE_IMAGES
 from sublim_toy.results import STUDENT_OUTPUTS, STUDENTS, environment
 from sublim_toy.train import (
+    PhaseRun,
     StudentShared,
+    StudentState,
+    TimedCall,
     make_student_epoch,
     make_teacher_epoch,
     make_teacher_targets,
@@ -154,32 +158,56 @@ def step_gemm_gflops(sizes: tuple[int, ...], seeds: int, batch: int, repeats: in
 # ---- the experiment's phases ----------------------------------------------------------------
 
 
-def phase_rates(config: Config, dataset: Dataset) -> dict:
-    """GFLOP/s of one teacher epoch alone and of one epoch of the four students alone, each
-    built and run exactly as `run_experiment` does (compiled first, compile time apart)."""
+class PhasesAlone(NamedTuple):
+    """A teacher epoch and the teacher's logits on the noise, run; the students' epoch, built."""
+
+    config: Config  # the one given, without probes
+    teacher: PhaseRun  # one teacher epoch
+    targets: TimedCall  # the teacher's logits on every noise batch, once
+    student_epoch: Callable
+    student_state: StudentState
+    student_shared: StudentShared
+
+
+def phases_alone(config: Config, dataset: Dataset) -> PhasesAlone:
+    """Each phase built and run exactly as `run_experiment` does (compiled first, compile time
+    apart), up to the students' epoch, which is built for the caller to time or profile."""
     config = config.replace(probe_every=0)
     network = network_for(config, dataset.input_dim)
     keys = seed_keys(config.seed, config.seeds)
     inits = initial_params(network, keys)
-    sizes = network.sizes
     images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
-
     teacher = run_phase(
         make_teacher_epoch(network, config),
         teacher_state(config, keys, inits["shared"], labels),
         images,
         epochs=1,
     )
-    teacher_work = config.seeds * (len(images) // config.batch_size) * config.batch_size
-    noise_keys = stream(keys, Stream.NOISE)
     targets = timed_call(
-        make_teacher_targets(network, config), teacher.state.params, noise_keys, images
+        make_teacher_targets(network, config),
+        teacher.state.params,
+        stream(keys, Stream.NOISE),
+        images,
     )
-    students = run_phase(
+    return PhasesAlone(
+        config,
+        teacher,
+        targets,
         make_student_epoch(network, config, STUDENT_OUTPUTS),
         student_state(config, keys, student_inits(inits, config), targets.value, None),
         StudentShared(images, None),
-        epochs=1,
+    )
+
+
+def phase_rates(config: Config, dataset: Dataset) -> dict:
+    """GFLOP/s of one teacher epoch alone and of one epoch of the four students alone, each
+    built and run exactly as `run_experiment` does (`phases_alone`)."""
+    alone = phases_alone(config, dataset)
+    config, teacher, targets = alone.config, alone.teacher, alone.targets
+    sizes = network_for(config, dataset.input_dim).sizes
+    students = run_phase(alone.student_epoch, alone.student_state, alone.student_shared, epochs=1)
+    teacher_work = (
+        config.seeds * (len(dataset.train_images) // config.batch_size) * config.batch_size
     )
     samples = config.seeds * config.noise_steps * config.batch_size
     return {
@@ -187,7 +215,9 @@ def phase_rates(config: Config, dataset: Dataset) -> dict:
             "seconds": teacher.run_s,
             "gflops": teacher_work * step_flops(sizes) / teacher.run_s / 1e9,
         },
-        "drawing_one_epoch_of_noise": _input_drawing_seconds(config, keys, images),
+        "drawing_one_epoch_of_noise": _input_drawing_seconds(
+            config, seed_keys(config.seed, config.seeds), alone.student_shared.train_images
+        ),
         "teacher_targets": {
             "seconds": targets.run_s,
             "gflops": samples * forward_flops(sizes) / targets.run_s / 1e9,

@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import TINY_CONFIG
@@ -210,3 +212,26 @@ def test_the_page_names_the_processor(monkeypatch, tmp_path):
     assert bench.cpu_model().startswith("Some CPU 9000, ")
     monkeypatch.setattr(bench, "Path", lambda p: tmp_path / "no-such-file")
     assert bench.cpu_model()  # the architecture at least, where the OS names no model
+
+
+def test_the_profile_tool_sorts_a_compiled_step_into_gemms_and_the_kinds_around_them():
+    # tools/profile_student_epoch.py on a real compiled ReLU layer's gradient step, with made-up
+    # durations: each operation is read from the HLO and counted once, under its kind.
+    spec = importlib.util.spec_from_file_location(
+        "profile_student_epoch", Path(__file__).parent.parent / "tools" / "profile_student_epoch.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def step(w, x):
+        loss = lambda w: jnp.sum(jax.nn.relu(x @ w) ** 2)  # noqa: E731
+        return w - 0.1 * jax.grad(loss)(w)
+
+    w, x = jnp.ones((16, 8)), jnp.ones((4, 16))
+    operations = tool.hlo_operations(jax.jit(step).lower(w, x).compile().as_text())
+    assert any(op["gemm"] for op in operations.values())
+    kinds = {tool.kind_of(op, (4, 16), {(16, 8)}) for op in operations.values()}
+    assert tool.GEMMS in kinds and kinds <= {tool.GEMMS, *tool.KINDS}
+    totals = tool.by_kind({name: 1.0 for name in operations}, operations, (4, 16), {(16, 8)})
+    assert sum(totals.values()) == len(operations)
+    assert totals[tool.GEMMS] == sum(op["gemm"] for op in operations.values())
